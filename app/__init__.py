@@ -1,0 +1,32 @@
+"""Application factory."""
+
+from flask import Flask
+
+from app import assets, caching, cli, config, errors, extensions, security, templating
+
+
+def create_app(test_config=None):
+    app = Flask(
+        __name__,
+        instance_relative_config=True,
+        template_folder="../templates",
+        static_folder="../static",
+    )
+    config.load(app, test_config)
+    extensions.init_app(app)
+    register_blueprints(app)
+    errors.init_app(app)
+    templating.init_app(app)
+    assets.init_app(app)
+    caching.init_app(app)
+    security.init_app(app)
+    cli.init_app(app)
+    return app
+
+
+def register_blueprints(app):
+    from app.posts.views import blueprint as posts
+    from app.public.views import blueprint as public
+
+    app.register_blueprint(public)
+    app.register_blueprint(posts)

@@ -1,0 +1,124 @@
+"""Configuration: embedded defaults, then environment variables (and .env), then a test mapping."""
+
+import os
+from pathlib import Path
+
+from dotenv import load_dotenv
+
+DEFAULTS = {
+    "APP_ENV": "development",
+    "SECRET_KEY": None,
+    "SITE_URL": "http://127.0.0.1:5000",
+    "SITE_NAME": "Catalyst Science Marketing",
+    "SITE_TAGLINE": "Science and technology, turned into marketing that works.",
+    "SITE_EMAIL": "hello@example.com",
+    "SITE_ADDRESS": "1 Innovation Way, Cambridge",
+    "SQLALCHEMY_DATABASE_URI": None,
+    "MAIL_SERVER": None,
+    "MAIL_PORT": 25,
+    "MAIL_USE_TLS": False,
+    "MAIL_USE_SSL": False,
+    "MAIL_USERNAME": None,
+    "MAIL_PASSWORD": None,
+    "MAIL_DEFAULT_SENDER": "website@example.com",
+    "LEADS_NOTIFY_TO": [],
+    "POSTS_PER_PAGE": 10,
+    "PUBLIC_CACHE_SECONDS": 300,
+    "CONTENT_DIR": None,
+}
+
+# Environment variable name -> (config key, parser).
+ENVIRONMENT = {
+    "APP_ENV": ("APP_ENV", str),
+    "SECRET_KEY": ("SECRET_KEY", str),
+    "DATABASE_URL": ("SQLALCHEMY_DATABASE_URI", str),
+    "SITE_URL": ("SITE_URL", str),
+    "SITE_NAME": ("SITE_NAME", str),
+    "SITE_TAGLINE": ("SITE_TAGLINE", str),
+    "SITE_EMAIL": ("SITE_EMAIL", str),
+    "SITE_ADDRESS": ("SITE_ADDRESS", str),
+    "MAIL_SERVER": ("MAIL_SERVER", str),
+    "MAIL_PORT": ("MAIL_PORT", int),
+    "MAIL_USE_TLS": ("MAIL_USE_TLS", lambda value: parse_bool("MAIL_USE_TLS", value)),
+    "MAIL_USE_SSL": ("MAIL_USE_SSL", lambda value: parse_bool("MAIL_USE_SSL", value)),
+    "MAIL_USERNAME": ("MAIL_USERNAME", str),
+    "MAIL_PASSWORD": ("MAIL_PASSWORD", str),
+    "MAIL_DEFAULT_SENDER": ("MAIL_DEFAULT_SENDER", str),
+    "LEADS_NOTIFY_TO": ("LEADS_NOTIFY_TO", lambda value: parse_list(value)),
+    "PUBLIC_CACHE_SECONDS": ("PUBLIC_CACHE_SECONDS", int),
+    "CONTENT_DIR": ("CONTENT_DIR", str),
+}
+
+DEVELOPMENT_SECRET_KEY = "development-only-not-secret"  # noqa: S105 - refused in production
+
+
+class ConfigurationError(RuntimeError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+def parse_bool(name, value):
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ConfigurationError(f"{name} must be true or false, not {value!r}.")
+
+
+def parse_list(value):
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def from_environment(environ):
+    settings = {}
+    for variable, (key, parse) in ENVIRONMENT.items():
+        raw = environ.get(variable)
+        if raw is None or raw == "":
+            continue
+        try:
+            settings[key] = parse(raw)
+        except ValueError as error:
+            raise ConfigurationError(f"{variable} is malformed: {error}") from error
+    return settings
+
+
+def load(app, test_config=None):
+    """Fill app.config: defaults, then the environment (a .env file included), then test_config."""
+    app.config.update(DEFAULTS)
+    if test_config is None:
+        load_dotenv(Path(app.root_path).parent / ".env")
+        app.config.update(from_environment(os.environ))
+    else:
+        app.config.update(test_config)
+    apply_derived_defaults(app)
+    check_production(app.config)
+
+
+def apply_derived_defaults(app):
+    config = app.config
+    instance = Path(app.instance_path)
+    if not config["SQLALCHEMY_DATABASE_URI"]:
+        instance.mkdir(parents=True, exist_ok=True)
+        config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{instance / 'site.db'}"
+    if not config["CONTENT_DIR"]:
+        config["CONTENT_DIR"] = str(Path(app.root_path).parent / "content")
+    config["SITE_URL"] = config["SITE_URL"].rstrip("/")
+    config["MAIL_SUPPRESS_SEND"] = config.get("MAIL_SUPPRESS_SEND", False)
+    config["PRODUCTION"] = config["APP_ENV"] == "production"
+    config.setdefault("SESSION_COOKIE_SECURE", config["PRODUCTION"])
+    config.setdefault("SESSION_COOKIE_HTTPONLY", True)
+    config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+    if not config["SECRET_KEY"] and not config["PRODUCTION"]:
+        config["SECRET_KEY"] = DEVELOPMENT_SECRET_KEY
+
+
+def check_production(config):
+    if not config["PRODUCTION"]:
+        return
+    if not config["SECRET_KEY"] or config["SECRET_KEY"] == DEVELOPMENT_SECRET_KEY:
+        raise ConfigurationError(
+            "SECRET_KEY is not set. In production (APP_ENV=production) set SECRET_KEY to a long "
+            'random value, e.g. python -c "import secrets; print(secrets.token_hex(32))".'
+        )
+    if not config["SITE_URL"].startswith("https://"):
+        raise ConfigurationError("SITE_URL must be an https:// address in production.")
