@@ -31,7 +31,13 @@ def digest(path, mtime_ns, size):
 def cache_static_assets(response):
     if request.endpoint != "static" or response.status_code not in {200, 304}:
         return response
+    if response.mimetype in current_app.config["COMPRESS_MIMETYPES"]:
+        # Buffer text assets (they are small): Flask-Compress would otherwise compress the
+        # file as a stream and never close it.
+        response.direct_passthrough = False
+        response.make_sequence()
     version = request.args.get("v")
+    response.cache_control.no_cache = None
     response.cache_control.public = True
     if version and version == current_version(request.view_args["filename"]):
         response.cache_control.max_age = ONE_YEAR

@@ -25,6 +25,8 @@ DEFAULTS = {
     "POSTS_PER_PAGE": 10,
     "PUBLIC_CACHE_SECONDS": 300,
     "CONTENT_DIR": None,
+    "SESSION_COOKIE_HTTPONLY": True,
+    "SESSION_COOKIE_SAMESITE": "Lax",
 }
 
 # Environment variable name -> (config key, parser).
@@ -103,11 +105,9 @@ def apply_derived_defaults(app):
     if not config["CONTENT_DIR"]:
         config["CONTENT_DIR"] = str(Path(app.root_path).parent / "content")
     config["SITE_URL"] = config["SITE_URL"].rstrip("/")
-    config["MAIL_SUPPRESS_SEND"] = config.get("MAIL_SUPPRESS_SEND", False)
     config["PRODUCTION"] = config["APP_ENV"] == "production"
-    config.setdefault("SESSION_COOKIE_SECURE", config["PRODUCTION"])
-    config.setdefault("SESSION_COOKIE_HTTPONLY", True)
-    config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+    if config["PRODUCTION"]:
+        config["SESSION_COOKIE_SECURE"] = True
     if not config["SECRET_KEY"] and not config["PRODUCTION"]:
         config["SECRET_KEY"] = DEVELOPMENT_SECRET_KEY
 

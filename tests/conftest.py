@@ -95,12 +95,26 @@ def app_config(database_uri):
 
 
 @pytest.fixture
-def app(app_config):
-    app = create_app(app_config)
+def make_app(app_config):
+    """Build more apps from app_config plus overrides; their connections close after the test."""
+    apps = []
+
+    def make(**overrides):
+        apps.append(create_app({**app_config, **overrides}))
+        return apps[-1]
+
+    yield make
+    for built in apps:
+        with built.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+@pytest.fixture
+def app(make_app):
+    app = make_app()
     with app.app_context():
         yield app
-        db.session.remove()
-        db.engine.dispose()
 
 
 @pytest.fixture

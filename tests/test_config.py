@@ -1,0 +1,62 @@
+import pytest
+
+from app import create_app
+from app.config import ConfigurationError, from_environment
+
+
+def test_environment_variables_map_to_settings():
+    settings = from_environment(
+        {
+            "DATABASE_URL": "postgresql+psycopg://db/site",
+            "MAIL_PORT": "587",
+            "MAIL_USE_TLS": "yes",
+            "LEADS_NOTIFY_TO": "a@example.com, b@example.com,",
+            "SITE_NAME": "",
+        }
+    )
+    assert settings == {
+        "SQLALCHEMY_DATABASE_URI": "postgresql+psycopg://db/site",
+        "MAIL_PORT": 587,
+        "MAIL_USE_TLS": True,
+        "LEADS_NOTIFY_TO": ["a@example.com", "b@example.com"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"MAIL_USE_TLS": "maybe"}, "MAIL_USE_TLS must be true or false"),
+        ({"MAIL_PORT": "smtp"}, "MAIL_PORT is malformed"),
+    ],
+)
+def test_malformed_values_name_the_variable(environ, message):
+    with pytest.raises(ConfigurationError, match=message):
+        from_environment(environ)
+
+
+def test_production_without_secret_key_refuses_to_start(app_config):
+    config = {**app_config, "APP_ENV": "production", "SECRET_KEY": None}
+    with pytest.raises(ConfigurationError, match="SECRET_KEY is not set"):
+        create_app(config)
+
+
+def test_production_needs_https_site_url(app_config):
+    config = {**app_config, "APP_ENV": "production", "SITE_URL": "http://agency.test"}
+    with pytest.raises(ConfigurationError, match="SITE_URL must be an https"):
+        create_app(config)
+
+
+def test_production_session_cookie_is_secure(make_app):
+    app = make_app(APP_ENV="production")
+    assert app.config["SESSION_COOKIE_SECURE"] is True
+    assert app.config["SESSION_COOKIE_HTTPONLY"] is True
+    assert app.config["SESSION_COOKIE_SAMESITE"] == "Lax"
+
+
+def test_development_gets_a_default_database_and_secret(tmp_path, monkeypatch):
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    app = create_app({"TESTING": True})
+    assert app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///")
+    assert app.config["SQLALCHEMY_DATABASE_URI"].endswith("instance/site.db")
+    assert app.config["SECRET_KEY"]

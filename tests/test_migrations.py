@@ -1,0 +1,24 @@
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from flask_migrate import downgrade, upgrade
+
+from app.extensions import db
+from tests.conftest import ROOT
+
+MIGRATIONS = str(ROOT / "migrations")
+
+
+def schema_differences():
+    with db.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        return compare_metadata(context, db.metadata)
+
+
+def test_models_and_migrations_agree(app):
+    assert schema_differences() == []
+
+
+def test_migrations_downgrade_and_upgrade_again(app):
+    downgrade(directory=MIGRATIONS, revision="base")
+    upgrade(directory=MIGRATIONS)
+    assert schema_differences() == []
