@@ -16,10 +16,10 @@ def published():
     )
 
 
-def latest(limit, exclude=None):
+def latest(limit, exclude=()):
     query = published().limit(limit)
-    if exclude is not None:
-        query = query.where(Post.id != exclude.id)
+    if exclude:
+        query = query.where(Post.id.not_in([post.id for post in exclude]))
     return db.session.scalars(query).all()
 
 

@@ -25,11 +25,12 @@ def index():
 @blueprint.get("/posts/<slug>")
 def detail(slug):
     post = queries.published_post(slug) or abort(404)
+    related = queries.related(post, RELATED_POSTS)
     page = render_template(
         "posts/detail.html",
         post=post,
-        related=queries.related(post, RELATED_POSTS),
-        latest=queries.latest(LATEST_POSTS, exclude=post),
+        related=related,
+        latest=queries.latest(LATEST_POSTS, exclude=[post, *related]),
     )
     return with_last_modified(page, queries.last_change())
 
