@@ -133,7 +133,7 @@ def test_security_headers(client):
 
 def test_pages_obey_the_content_security_policy(client, html_pages):
     """No inline script, style attribute, style element or event handler anywhere."""
-    for url in html_pages + ["/does-not-exist"]:
+    for url in [*html_pages, "/does-not-exist"]:
         html = client.get(url).text
         executable = re.findall(r"<script(?![^>]*\bsrc=)(?![^>]*application/ld\+json)", html)
         assert not executable, url
