@@ -25,8 +25,10 @@ def create_app(test_config=None):
 
 
 def register_blueprints(app):
+    from app.leads.views import blueprint as leads
     from app.posts.views import blueprint as posts
     from app.public.views import blueprint as public
 
     app.register_blueprint(public)
     app.register_blueprint(posts)
+    app.register_blueprint(leads)

@@ -21,7 +21,21 @@ DEFAULTS = {
     "MAIL_USERNAME": None,
     "MAIL_PASSWORD": None,
     "MAIL_DEFAULT_SENDER": "website@example.com",
+    "MAIL_TIMEOUT": 10,
+    "MAIL_SUPPRESS_SEND": False,
     "LEADS_NOTIFY_TO": [],
+    "LEADS_ACKNOWLEDGE": False,
+    "LEADS_DELIVER_IN_PROCESS": None,
+    "DELIVERY_MAX_ATTEMPTS": 6,
+    "DELIVERY_BACKOFF_SECONDS": 60,
+    "EMAIL_CHECK_DELIVERABILITY": False,
+    "EMAIL_DNS_TIMEOUT": 3,
+    "CONTACT_RATE_LIMIT": "5 per minute; 20 per hour",
+    "CONTACT_MAX_BODY_BYTES": 64 * 1024,
+    "FORM_MIN_SECONDS": 3,
+    "FORM_MAX_AGE_SECONDS": 2 * 3600,
+    "RATELIMIT_STORAGE_URI": "memory://",
+    "RATELIMIT_HEADERS_ENABLED": True,
     "POSTS_PER_PAGE": 10,
     "PUBLIC_CACHE_SECONDS": 300,
     "CONTENT_DIR": None,
@@ -29,7 +43,7 @@ DEFAULTS = {
     "SESSION_COOKIE_SAMESITE": "Lax",
 }
 
-# Environment variable name -> (config key, parser).
+# Environment variable -> (config key, kind). Most share their config key's name.
 ENVIRONMENT = {
     "APP_ENV": ("APP_ENV", str),
     "SECRET_KEY": ("SECRET_KEY", str),
@@ -39,16 +53,24 @@ ENVIRONMENT = {
     "SITE_TAGLINE": ("SITE_TAGLINE", str),
     "SITE_EMAIL": ("SITE_EMAIL", str),
     "SITE_ADDRESS": ("SITE_ADDRESS", str),
+    "PUBLIC_CACHE_SECONDS": ("PUBLIC_CACHE_SECONDS", int),
+    "CONTENT_DIR": ("CONTENT_DIR", str),
     "MAIL_SERVER": ("MAIL_SERVER", str),
     "MAIL_PORT": ("MAIL_PORT", int),
-    "MAIL_USE_TLS": ("MAIL_USE_TLS", lambda value: parse_bool("MAIL_USE_TLS", value)),
-    "MAIL_USE_SSL": ("MAIL_USE_SSL", lambda value: parse_bool("MAIL_USE_SSL", value)),
+    "MAIL_USE_TLS": ("MAIL_USE_TLS", bool),
+    "MAIL_USE_SSL": ("MAIL_USE_SSL", bool),
     "MAIL_USERNAME": ("MAIL_USERNAME", str),
     "MAIL_PASSWORD": ("MAIL_PASSWORD", str),
     "MAIL_DEFAULT_SENDER": ("MAIL_DEFAULT_SENDER", str),
-    "LEADS_NOTIFY_TO": ("LEADS_NOTIFY_TO", lambda value: parse_list(value)),
-    "PUBLIC_CACHE_SECONDS": ("PUBLIC_CACHE_SECONDS", int),
-    "CONTENT_DIR": ("CONTENT_DIR", str),
+    "MAIL_TIMEOUT": ("MAIL_TIMEOUT", float),
+    "LEADS_NOTIFY_TO": ("LEADS_NOTIFY_TO", list),
+    "LEADS_ACKNOWLEDGE": ("LEADS_ACKNOWLEDGE", bool),
+    "LEADS_DELIVER_IN_PROCESS": ("LEADS_DELIVER_IN_PROCESS", bool),
+    "DELIVERY_MAX_ATTEMPTS": ("DELIVERY_MAX_ATTEMPTS", int),
+    "DELIVERY_BACKOFF_SECONDS": ("DELIVERY_BACKOFF_SECONDS", int),
+    "EMAIL_CHECK_DELIVERABILITY": ("EMAIL_CHECK_DELIVERABILITY", bool),
+    "CONTACT_RATE_LIMIT": ("CONTACT_RATE_LIMIT", str),
+    "RATELIMIT_STORAGE_URI": ("RATELIMIT_STORAGE_URI", str),
 }
 
 DEVELOPMENT_SECRET_KEY = "development-only-not-secret"  # noqa: S105 - refused in production
@@ -58,30 +80,28 @@ class ConfigurationError(RuntimeError):
     """A setting is missing or malformed; the message names the variable."""
 
 
-def parse_bool(name, value):
-    lowered = value.strip().lower()
-    if lowered in {"1", "true", "yes", "on"}:
-        return True
-    if lowered in {"0", "false", "no", "off", ""}:
-        return False
-    raise ConfigurationError(f"{name} must be true or false, not {value!r}.")
-
-
-def parse_list(value):
-    return [item.strip() for item in value.split(",") if item.strip()]
+def parse(variable, kind, raw):
+    if kind is bool:
+        lowered = raw.strip().lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off"}:
+            return False
+        raise ConfigurationError(f"{variable} must be true or false, not {raw!r}.")
+    if kind is list:
+        return [item.strip() for item in raw.split(",") if item.strip()]
+    try:
+        return kind(raw)
+    except ValueError as error:
+        raise ConfigurationError(f"{variable} is malformed: {error}") from error
 
 
 def from_environment(environ):
-    settings = {}
-    for variable, (key, parse) in ENVIRONMENT.items():
-        raw = environ.get(variable)
-        if raw is None or raw == "":
-            continue
-        try:
-            settings[key] = parse(raw)
-        except ValueError as error:
-            raise ConfigurationError(f"{variable} is malformed: {error}") from error
-    return settings
+    return {
+        key: parse(variable, kind, environ[variable])
+        for variable, (key, kind) in ENVIRONMENT.items()
+        if environ.get(variable)
+    }
 
 
 def load(app, test_config=None):
@@ -108,6 +128,8 @@ def apply_derived_defaults(app):
     config["PRODUCTION"] = config["APP_ENV"] == "production"
     if config["PRODUCTION"]:
         config["SESSION_COOKIE_SECURE"] = True
+    if config["LEADS_DELIVER_IN_PROCESS"] is None:
+        config["LEADS_DELIVER_IN_PROCESS"] = not (config["PRODUCTION"] or config.get("TESTING"))
     if not config["SECRET_KEY"] and not config["PRODUCTION"]:
         config["SECRET_KEY"] = DEVELOPMENT_SECRET_KEY
 

@@ -13,9 +13,20 @@ def init_app(app):
     app.register_error_handler(500, server_error)
 
 
+FRIENDLY_DESCRIPTIONS = {
+    413: "What you sent is larger than this page accepts. Shorten it and try again.",
+    429: "You have sent several requests in a short time. Please wait a few minutes and try again.",
+}
+
+
 def http_error(error):
     template = PAGES.get(error.code, "errors/generic.html")
-    return render_template(template, error=error), error.code
+    description = error.description
+    if description == type(error).description or error.code == 429:
+        description = FRIENDLY_DESCRIPTIONS.get(error.code, description)
+    response = render_template(template, error=error, description=description)
+    headers = [(name, value) for name, value in error.get_headers() if name != "Content-Type"]
+    return response, error.code, headers
 
 
 def server_error(error):

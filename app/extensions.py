@@ -1,10 +1,14 @@
 """Flask extensions, created unbound and initialised by the application factory."""
 
 from flask_compress import Compress
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
+
+from app.mail import SiteMail
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -22,9 +26,13 @@ class Base(DeclarativeBase):
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate(render_as_batch=True, compare_type=True)
 compress = Compress()
+mail = SiteMail()
+limiter = Limiter(key_func=get_remote_address)
 
 
 def init_app(app):
     db.init_app(app)
     migrate.init_app(app, db)
     compress.init_app(app)
+    mail.init_app(app)
+    limiter.init_app(app)

@@ -6,6 +6,8 @@ from app.types import utcnow
 
 
 def init_app(app):
+    app.jinja_env.trim_blocks = True
+    app.jinja_env.lstrip_blocks = True
     app.context_processor(site_context)
     app.jinja_env.globals["absolute_url"] = absolute_url
     app.jinja_env.globals["canonical_url"] = canonical_url

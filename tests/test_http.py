@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import ROOT
 
-PUBLIC_BLUEPRINTS = ("public.", "posts.")
+PUBLIC_BLUEPRINTS = ("public.", "posts.", "leads.")
 
 
 @pytest.fixture
@@ -18,7 +18,9 @@ def public_urls(app, demo_content):
     urls = [
         str(rule)
         for rule in app.url_map.iter_rules()
-        if rule.endpoint.startswith(PUBLIC_BLUEPRINTS) and not rule.arguments
+        if rule.endpoint.startswith(PUBLIC_BLUEPRINTS)
+        and not rule.arguments
+        and "GET" in rule.methods
     ]
     urls += [f"/posts/{post.slug}" for post in demo_content]
     urls += sorted({f"/tags/{tag.slug}" for post in demo_content for tag in post.tags})

@@ -22,11 +22,6 @@ def privacy():
     return render_template("public/privacy.html")
 
 
-@blueprint.get("/contact")
-def contact():
-    return render_template("public/contact.html")
-
-
 @blueprint.get("/robots.txt")
 def robots():
     return render_template("public/robots.txt"), {"Content-Type": "text/plain; charset=utf-8"}

@@ -1,0 +1,86 @@
+import secrets
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.extensions import db
+from app.types import UTCDateTime, utcnow
+
+# Crockford's base32 without look-alike letters: easy to read out over the phone.
+REFERENCE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+LEAD_STATUSES = ("new", "contacted", "qualified", "won", "lost", "spam")
+
+
+def new_reference():
+    """A short, unguessable enquiry reference such as LC-7K4M-Q9XP (40 random bits)."""
+    code = "".join(secrets.choice(REFERENCE_ALPHABET) for _ in range(8))
+    return f"LC-{code[:4]}-{code[4:]}"
+
+
+class Lead(db.Model):
+    __tablename__ = "leads"
+    __table_args__ = (Index("ix_leads_created_at", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reference: Mapped[str] = mapped_column(String(16), unique=True, default=new_reference)
+    status: Mapped[str] = mapped_column(String(16), default="new", index=True)
+    spam_reason: Mapped[str | None] = mapped_column(String(200))
+
+    name: Mapped[str] = mapped_column(String(100))
+    email: Mapped[str] = mapped_column(String(254))
+    company: Mapped[str] = mapped_column(String(150), default="")
+    phone: Mapped[str] = mapped_column(String(40), default="")
+    message: Mapped[str] = mapped_column(Text)
+
+    consent_text: Mapped[str] = mapped_column(Text)
+    consent_version: Mapped[str] = mapped_column(String(40))
+
+    source_url: Mapped[str] = mapped_column(String(2000), default="")
+    source_path: Mapped[str] = mapped_column(String(500), default="", index=True)
+    page_referrer: Mapped[str] = mapped_column(String(2000), default="")
+    utm_source: Mapped[str] = mapped_column(String(200), default="")
+    utm_medium: Mapped[str] = mapped_column(String(200), default="")
+    utm_campaign: Mapped[str] = mapped_column(String(200), default="")
+    utm_term: Mapped[str] = mapped_column(String(200), default="")
+    utm_content: Mapped[str] = mapped_column(String(200), default="")
+    user_agent: Mapped[str] = mapped_column(String(500), default="")
+
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    messages: Mapped[list["OutboxMessage"]] = relationship(
+        back_populates="lead", cascade="all, delete-orphan", order_by="OutboxMessage.id"
+    )
+
+    @property
+    def is_spam(self):
+        return self.status == "spam"
+
+    def __repr__(self):
+        return f"<Lead {self.reference}>"
+
+
+class OutboxMessage(db.Model):
+    """One email to send, written in the same transaction as the lead it is about."""
+
+    __tablename__ = "outbox_messages"
+    __table_args__ = (Index("ix_outbox_messages_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    recipient: Mapped[str] = mapped_column(String(254))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claim_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    lead: Mapped[Lead] = relationship(back_populates="messages")
+
+    def __repr__(self):
+        return f"<OutboxMessage {self.id} {self.kind} to {self.recipient}: {self.status}>"

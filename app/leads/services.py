@@ -1,0 +1,68 @@
+"""Accepting a lead: stored with its attribution and its notifications in one transaction."""
+
+from urllib.parse import parse_qs, urlsplit
+
+from flask import current_app, request
+
+from app.extensions import db
+from app.leads import delivery
+from app.leads.forms import CONSENT_VERSION, consent_text
+from app.leads.models import Lead, OutboxMessage
+from app.leads.protection import allowed_origins, origin_of
+
+UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
+USER_AGENT_LIMIT = 500
+
+
+def submit_lead(form, spam_reason=None):
+    """Store the lead and its outbox rows, commit, then nudge delivery. Returns the lead."""
+    lead = Lead(
+        name=form.name.data,
+        email=form.email.data,
+        company=form.company.data or "",
+        phone=form.phone.data or "",
+        message=form.message.data,
+        consent_text=consent_text(),
+        consent_version=CONSENT_VERSION,
+        user_agent=request.user_agent.string[:USER_AGENT_LIMIT],
+        status="spam" if spam_reason else "new",
+        spam_reason=spam_reason,
+        **attribution(form.source_page.data, form.page_referrer.data),
+    )
+    db.session.add(lead)
+    if not lead.is_spam:
+        queue_notifications(lead)
+    db.session.commit()
+    delivery.wake()
+    return lead
+
+
+def queue_notifications(lead):
+    config = current_app.config
+    for recipient in config["LEADS_NOTIFY_TO"] or [config["SITE_EMAIL"]]:
+        lead.messages.append(OutboxMessage(kind="lead_notification", recipient=recipient))
+    if config["LEADS_ACKNOWLEDGE"]:
+        lead.messages.append(OutboxMessage(kind="lead_acknowledgment", recipient=lead.email))
+
+
+def attribution(source_page, page_referrer):
+    """Where the form was sent from, what brought the reader there, and its UTM tags.
+
+    The page's own script reports its address and document.referrer; without JavaScript
+    the POST's Referer header still names the page (same-origin requests send it whole).
+    """
+    source = source_page if is_own_page(source_page) else request.referrer or ""
+    if not is_own_page(source):
+        source = ""
+    query = parse_qs(urlsplit(source).query)
+    utm = {name: query.get(name, [""])[0][:200] for name in UTM_FIELDS}
+    return {
+        "source_url": source[:2000],
+        "source_path": urlsplit(source).path[:500],
+        "page_referrer": (page_referrer or "")[:2000],
+        **utm,
+    }
+
+
+def is_own_page(url):
+    return bool(url) and origin_of(url) in allowed_origins()
