@@ -1,6 +1,7 @@
 """Security headers on every response, including a strict Content-Security-Policy."""
 
 from flask import current_app
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 CONTENT_SECURITY_POLICY = "; ".join(
     [
@@ -28,7 +29,19 @@ HEADERS = {
 
 
 def init_app(app):
+    trust_proxies(app)
     app.after_request(add_security_headers)
+
+
+def trust_proxies(app):
+    """Behind N reverse proxies, take the client address and scheme from their headers.
+
+    Rate limits key on the client address: without this every visitor would share the
+    proxy's address, and with it set too high a visitor could choose their own.
+    """
+    proxies = app.config["TRUSTED_PROXIES"]
+    if proxies:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
 
 
 def add_security_headers(response):

@@ -1,4 +1,5 @@
 import pytest
+from flask import request
 
 from app import create_app
 from app.config import ConfigurationError, from_environment
@@ -60,3 +61,15 @@ def test_development_gets_a_default_database_and_secret(tmp_path, monkeypatch):
     assert app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///")
     assert app.config["SQLALCHEMY_DATABASE_URI"].endswith("instance/site.db")
     assert app.config["SECRET_KEY"]
+
+
+@pytest.mark.parametrize(("proxies", "expected"), [(1, "203.0.113.9 https"), (0, "127.0.0.1 http")])
+def test_proxy_headers_are_trusted_only_when_configured(make_app, proxies, expected):
+    app = make_app(TRUSTED_PROXIES=proxies)
+    app.add_url_rule("/whoami", "whoami", lambda: f"{request.remote_addr} {request.scheme}")
+
+    response = app.test_client().get(
+        "/whoami", headers={"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"}
+    )
+
+    assert response.text == expected
