@@ -5,6 +5,7 @@ from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
+from app.staff.models import User
 from app.types import UTCDateTime, utcnow
 
 # Crockford's base32 without look-alike letters: easy to read out over the phone.
@@ -21,11 +22,14 @@ def new_reference():
 
 class Lead(db.Model):
     __tablename__ = "leads"
-    __table_args__ = (Index("ix_leads_created_at", "created_at"),)
+    __table_args__ = (
+        Index("ix_leads_created_at_id", "created_at", "id"),
+        Index("ix_leads_status_created_at", "status", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     reference: Mapped[str] = mapped_column(String(16), unique=True, default=new_reference)
-    status: Mapped[str] = mapped_column(String(16), default="new", index=True)
+    status: Mapped[str] = mapped_column(String(16), default="new")
     spam_reason: Mapped[str | None] = mapped_column(String(200))
 
     name: Mapped[str] = mapped_column(String(100))
@@ -49,9 +53,21 @@ class Lead(db.Model):
 
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
+    assignee_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
     messages: Mapped[list["OutboxMessage"]] = relationship(
         back_populates="lead", cascade="all, delete-orphan", order_by="OutboxMessage.id"
     )
+    notes: Mapped[list["LeadNote"]] = relationship(
+        back_populates="lead", cascade="all, delete-orphan", order_by="LeadNote.created_at"
+    )
+    activity: Mapped[list["LeadActivity"]] = relationship(
+        back_populates="lead", order_by="LeadActivity.created_at", passive_deletes=True
+    )
+    assignee: Mapped[User | None] = relationship()
 
     @property
     def is_spam(self):
@@ -84,3 +100,35 @@ class OutboxMessage(db.Model):
 
     def __repr__(self):
         return f"<OutboxMessage {self.id} {self.kind} to {self.recipient}: {self.status}>"
+
+
+class LeadNote(db.Model):
+    __tablename__ = "lead_notes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    lead: Mapped[Lead] = relationship(back_populates="notes")
+    author: Mapped[User | None] = relationship()
+
+
+class LeadActivity(db.Model):
+    """The trail: who changed what on a lead, and when. It outlives an erased lead."""
+
+    __tablename__ = "lead_activity"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lead_id: Mapped[int | None] = mapped_column(
+        ForeignKey("leads.id", ondelete="SET NULL"), index=True
+    )
+    lead_reference: Mapped[str] = mapped_column(String(16), index=True)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    action: Mapped[str] = mapped_column(String(40))
+    detail: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    lead: Mapped[Lead | None] = relationship(back_populates="activity")
+    actor: Mapped[User | None] = relationship()

@@ -1,0 +1,82 @@
+import secrets
+from datetime import datetime
+
+from flask import g
+from flask_login import UserMixin
+from sqlalchemy import ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from app.extensions import db
+from app.types import UTCDateTime, utcnow
+
+ROLES = ("admin", "editor")
+
+
+def new_token():
+    return secrets.token_urlsafe(32)
+
+
+class User(UserMixin, db.Model):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    name: Mapped[str] = mapped_column(String(100), default="")
+    role: Mapped[str] = mapped_column(String(16), default="editor")
+    password_hash: Mapped[str] = mapped_column(String(255))
+    is_active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    sessions: Mapped[list["StaffSession"]] = relationship(
+        back_populates="user", cascade="all, delete-orphan"
+    )
+
+    @property
+    def is_admin(self):
+        return self.role == "admin"
+
+    @property
+    def display_name(self):
+        return self.name or self.email
+
+    def set_password(self, password):
+        """Hash with Werkzeug's default (scrypt) and end every session opened with the old one."""
+        self.password_hash = generate_password_hash(password)
+        for session in self.sessions:
+            session.revoke()
+
+    def check_password(self, password):
+        return check_password_hash(self.password_hash, password)
+
+    def get_id(self):
+        """Flask-Login stores this in the cookie: the token of the current login, not the id."""
+        return g.staff_session.token
+
+    def __repr__(self):
+        return f"<User {self.email} {self.role}>"
+
+
+class StaffSession(db.Model):
+    """A login. The browser's session cookie holds only its random token, so ending it here
+    (logout, disabled account, new password) ends it for every copy of that cookie."""
+
+    __tablename__ = "staff_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token: Mapped[str] = mapped_column(String(64), unique=True, default=new_token)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    user_agent: Mapped[str] = mapped_column(String(300), default="")
+
+    user: Mapped[User] = relationship(back_populates="sessions", lazy="joined")
+
+    @property
+    def is_valid(self):
+        return self.revoked_at is None and self.user.is_active
+
+    def revoke(self):
+        if self.revoked_at is None:
+            self.revoked_at = utcnow()
