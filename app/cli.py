@@ -1,5 +1,6 @@
-"""Command-line groups: `flask content ...`, `flask leads ...`."""
+"""Command-line groups: `flask content ...`, `flask leads ...`, `flask staff ...`."""
 
+import sys
 import time
 
 import click
@@ -9,14 +10,18 @@ from flask.cli import AppGroup
 from app.extensions import db
 from app.leads.delivery import deliver_due, worker_name
 from app.posts.importer import import_directory
+from app.staff import accounts
+from app.staff.models import ROLES
 
 content = AppGroup("content", help="Manage published content.")
 leads = AppGroup("leads", help="Work with leads and their notifications.")
+staff = AppGroup("staff", help="Manage staff accounts.")
 
 
 def init_app(app):
     app.cli.add_command(content)
     app.cli.add_command(leads)
+    app.cli.add_command(staff)
 
 
 @content.command("import")
@@ -51,3 +56,56 @@ def deliver(once, interval):
         if once:
             return
         time.sleep(interval)
+
+
+def read_password(from_stdin):
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+def account_command(action):
+    """Run an accounts function, turning its AccountError into a clean CLI error."""
+    try:
+        return action()
+    except accounts.AccountError as error:
+        raise click.ClickException(str(error)) from error
+
+
+@staff.command("create")
+@click.argument("email")
+@click.option("--role", type=click.Choice(ROLES), default="editor", show_default=True)
+@click.option("--name", default="", help="Name shown to other staff.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def create_staff(email, role, name, password_stdin):
+    """Create a staff account; asks for the password twice."""
+    password = read_password(password_stdin)
+    user = account_command(lambda: accounts.create_user(email, password, role, name))
+    click.echo(f"Created {user.role} {user.email}.")
+
+
+@staff.command("set-password")
+@click.argument("email")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def set_staff_password(email, password_stdin):
+    """Change a password; every session of the account ends."""
+    password = read_password(password_stdin)
+    user = account_command(lambda: accounts.set_password(email, password))
+    click.echo(f"Password changed for {user.email}; their sessions have ended.")
+
+
+@staff.command("disable")
+@click.argument("email")
+def disable_staff(email):
+    """Disable an account and end its sessions."""
+    user = account_command(lambda: accounts.disable_user(email))
+    click.echo(f"Disabled {user.email}.")
+
+
+@staff.command("list")
+def list_staff():
+    """List staff accounts."""
+    for user in accounts.all_users():
+        state = "active" if user.is_active else "disabled"
+        last = user.last_login_at.strftime("%Y-%m-%d %H:%M") if user.last_login_at else "never"
+        click.echo(f"{user.email:40} {user.role:7} {state:9} last login {last}")

@@ -42,6 +42,13 @@ DEFAULTS = {
     "CONTENT_DIR": None,
     "SESSION_COOKIE_HTTPONLY": True,
     "SESSION_COOKIE_SAMESITE": "Lax",
+    # Only the staff area uses a session; public pages never receive the cookie.
+    "SESSION_COOKIE_PATH": "/staff",
+    "SESSION_COOKIE_NAME": "staff_session",
+    "PERMANENT_SESSION_LIFETIME": 12 * 3600,
+    "WTF_CSRF_TIME_LIMIT": 12 * 3600,
+    "LOGIN_RATE_LIMIT": "10 per minute",
+    "LOGIN_ACCOUNT_RATE_LIMIT": "5 per 15 minutes",
 }
 
 # Environment variable -> (config key, kind). Most share their config key's name.

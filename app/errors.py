@@ -1,6 +1,7 @@
 """Styled error pages; a server error rolls the session back before rendering."""
 
 from flask import render_template
+from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from app.extensions import db
@@ -9,6 +10,7 @@ PAGES = {404: "errors/404.html", 500: "errors/500.html"}
 
 
 def init_app(app):
+    app.register_error_handler(CSRFError, csrf_error)
     app.register_error_handler(HTTPException, http_error)
     app.register_error_handler(500, server_error)
 
@@ -27,6 +29,14 @@ def http_error(error):
     response = render_template(template, error=error, description=description)
     headers = [(name, value) for name, value in error.get_headers() if name != "Content-Type"]
     return response, error.code, headers
+
+
+def csrf_error(error):
+    description = (
+        "This form expired or was sent from another page, so nothing was changed. "
+        "Go back, reload the page and try again."
+    )
+    return render_template("errors/generic.html", error=error, description=description), 400
 
 
 def server_error(error):

@@ -3,8 +3,10 @@
 from flask_compress import Compress
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
+from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
+from flask_wtf import CSRFProtect
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
@@ -28,6 +30,8 @@ migrate = Migrate(render_as_batch=True, compare_type=True)
 compress = Compress()
 mail = SiteMail()
 limiter = Limiter(key_func=get_remote_address)
+login_manager = LoginManager()
+csrf = CSRFProtect()
 
 
 def init_app(app):
@@ -36,3 +40,5 @@ def init_app(app):
     compress.init_app(app)
     mail.init_app(app)
     limiter.init_app(app)
+    login_manager.init_app(app)
+    csrf.init_app(app)

@@ -1,0 +1,138 @@
+"""Logging staff in and out. Each login is a StaffSession row; the cookie holds its token."""
+
+import secrets
+from functools import cache
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_login import current_user, login_user, logout_user
+from sqlalchemy import func, select
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from app.extensions import db, limiter, login_manager
+from app.staff.forms import LoginForm
+from app.staff.models import StaffSession, User
+from app.types import utcnow
+
+blueprint = Blueprint("auth", __name__)
+
+LOGIN_FAILED = "That email address and password do not match an active account."
+
+login_manager.login_view = "staff.auth.login"
+login_manager.login_message = "Please log in to see that page."
+login_manager.session_protection = None  # the server-side session row is the protection
+
+
+@login_manager.user_loader
+def load_user(token):
+    staff_session = db.session.scalars(
+        select(StaffSession).where(StaffSession.token == token)
+    ).first()
+    if staff_session is None or not staff_session.is_valid:
+        return None
+    g.staff_session = staff_session
+    return staff_session.user
+
+
+def login_rate_limit():
+    return current_app.config["LOGIN_RATE_LIMIT"]
+
+
+def account_rate_limit():
+    return current_app.config["LOGIN_ACCOUNT_RATE_LIMIT"]
+
+
+def submitted_account():
+    return "login-account:" + request.form.get("email", "").strip().lower()
+
+
+def failed_login(response):
+    return response.status_code != 303
+
+
+@blueprint.route("/login", methods=["GET", "POST"])
+@limiter.limit(login_rate_limit, methods=["POST"], deduct_when=failed_login)
+@limiter.limit(
+    account_rate_limit, key_func=submitted_account, methods=["POST"], deduct_when=failed_login
+)
+def login():
+    if current_user.is_authenticated:
+        return redirect(safe_next(request.args.get("next")))
+    form = LoginForm(next=request.args.get("next", ""))
+    if request.method == "GET":
+        return render_template("staff/login.html", form=form)
+    user = form.validate() and authenticate(form.email.data, form.password.data)
+    if not user:
+        form.form_errors.append(LOGIN_FAILED)
+        return render_template("staff/login.html", form=form), 401
+    start_session(user)
+    return redirect(safe_next(form.next.data), code=303)
+
+
+@blueprint.post("/logout")
+def logout():
+    end_session()
+    flash("You have logged out.", "success")
+    return redirect(url_for("staff.auth.login"), code=303)
+
+
+def authenticate(email, password):
+    user = db.session.scalars(
+        select(User).where(func.lower(User.email) == email.strip().lower())
+    ).first()
+    if user is None:
+        # Spend as long as a wrong password would, so timing does not reveal the address.
+        check_password_hash(unused_hash(), password)
+        return None
+    if not user.check_password(password) or not user.is_active:
+        return None
+    return user
+
+
+@cache
+def unused_hash():
+    return generate_password_hash(secrets.token_hex(16))
+
+
+def start_session(user):
+    """A fresh session (nothing carried over from before login) bound to a new server row."""
+    session.clear()
+    staff_session = StaffSession(user=user, user_agent=request.user_agent.string[:300])
+    db.session.add(staff_session)
+    user.last_login_at = utcnow()
+    db.session.commit()
+    g.staff_session = staff_session
+    login_user(user)
+    session.permanent = True
+
+
+def end_session():
+    staff_session = g.get("staff_session")
+    if staff_session is not None:
+        staff_session.revoke()
+        db.session.commit()
+    logout_user()
+    session.clear()
+
+
+def safe_next(target):
+    """Only a path on this site: never another host, scheme or protocol-relative URL."""
+    default = url_for("staff.dashboard.index")
+    if not target:
+        return default
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return default
+    if "\\" in target or any(ord(character) < 32 for character in target):
+        return default
+    return target
