@@ -1,17 +1,30 @@
 import os
+import re
 import shutil
+import socket
+import time
 import uuid
+from dataclasses import dataclass, field
 from datetime import timedelta
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from aiosmtpd.controller import Controller
+from flask.testing import FlaskClient
 from flask_migrate import upgrade
+from itsdangerous import TimestampSigner
 
 from app import create_app
-from app.extensions import db
+from app.extensions import db, mail
+from app.leads import delivery
+from app.leads.models import Lead
+from app.leads.protection import new_render_token
 from app.posts.models import Post
 from app.posts.services import apply_fields
+from app.staff.models import User
 from app.types import utcnow
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,6 +107,15 @@ def app_config(database_uri):
     return make_config(database_uri)
 
 
+class FreshContextClient(FlaskClient):
+    """Runs each request in an application context of its own, as a server does: nothing in
+    `g` or the database session carries over from the test or from an earlier request."""
+
+    def open(self, *args, **kwargs):
+        with self.application.app_context():
+            return super().open(*args, **kwargs)
+
+
 @pytest.fixture
 def make_app(app_config):
     """Build more apps from app_config plus overrides; their connections close after the test."""
@@ -101,10 +123,12 @@ def make_app(app_config):
 
     def make(**overrides):
         apps.append(create_app({**app_config, **overrides}))
+        apps[-1].test_client_class = FreshContextClient
         return apps[-1]
 
     yield make
     for built in apps:
+        delivery.stop_in_process(built)
         with built.app_context():
             db.session.remove()
             db.engine.dispose()
@@ -159,3 +183,189 @@ def demo_content(app, runner):
     result = runner.invoke(args=["content", "import"])
     assert result.exit_code == 0, result.output
     return db.session.scalars(sa.select(Post).order_by(Post.published_at.desc())).all()
+
+
+STAFF_PASSWORD = "correct horse battery staple"
+CSRF_INPUT = re.compile(
+    r'name="csrf_token" type="hidden" value="([^"]+)"|name="csrf_token" value="([^"]+)"'
+)
+
+
+@pytest.fixture
+def make_user(app):
+    """Create a staff account (an editor unless role="admin")."""
+    counter = iter(range(1, 10_000))
+
+    def make(role="editor", email=None, password=STAFF_PASSWORD, **fields):
+        user = User(email=email or f"{role}{next(counter)}@agency.test", role=role, **fields)
+        user.set_password(password)
+        db.session.add(user)
+        db.session.commit()
+        return user
+
+    return make
+
+
+def csrf_token(client, url="/staff/login"):
+    """The CSRF token a page of the staff area carries for this client's session."""
+    match = CSRF_INPUT.search(client.get(url).text)
+    assert match, f"no CSRF token on {url}"
+    return match.group(1) or match.group(2)
+
+
+@pytest.fixture
+def login(client):
+    """Log the test client in as a user through the real login form."""
+
+    def log_in(user, password=STAFF_PASSWORD):
+        response = client.post(
+            "/staff/login",
+            data={"email": user.email, "password": password, "csrf_token": csrf_token(client)},
+        )
+        assert response.status_code == 303, response.text
+        return user
+
+    return log_in
+
+
+@pytest.fixture
+def editor(make_user, login):
+    return login(make_user("editor"))
+
+
+@pytest.fixture
+def admin(make_user, login):
+    return login(make_user("admin"))
+
+
+@pytest.fixture
+def make_lead(app):
+    """Store a lead directly (not through the form); keyword arguments override the defaults."""
+    counter = iter(range(1, 1_000_000))
+
+    def make(**fields):
+        number = next(counter)
+        values = {
+            "name": f"Lead {number}",
+            "email": f"lead{number}@client.example",
+            "company": f"Company {number}",
+            "message": f"Message {number}",
+            "consent_text": "I agree.",
+            "consent_version": "test",
+            "source_url": "https://agency.test/",
+            "source_path": "/",
+            **fields,
+        }
+        lead = Lead(**values)
+        db.session.add(lead)
+        db.session.commit()
+        return lead
+
+    return make
+
+
+# Mail: a real SMTP server on loopback, one that refuses, one that never answers.
+
+LEAD_FIELDS = {
+    "name": "Ada Lovelace",
+    "email": "ada@example.org",
+    "company": "Analytical Engines Ltd",
+    "phone": "+44 20 7946 0000",
+    "message": "We are launching a new sensor and need a campaign.\nCan we talk next week?",
+}
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class MailServer:
+    host: str
+    port: int
+
+    @property
+    def config(self):
+        """Settings that send an app's mail here: make_app(**server.config)."""
+        return {"MAIL_SERVER": self.host, "MAIL_PORT": self.port}
+
+    def configure(self, app):
+        use_mail_server(app, self.host, self.port)
+
+
+def use_mail_server(app, host, port):
+    """Point an existing app's mail at host:port; Flask-Mail reads its settings at init_app."""
+    app.config.update(MAIL_SERVER=host, MAIL_PORT=port)
+    mail.init_app(app)
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    message: EmailMessage
+
+
+@dataclass
+class SMTPServer(MailServer):
+    messages: list[Received] = field(default_factory=list)
+
+    async def handle_DATA(self, server, session, envelope):  # aiosmtpd's handler hook
+        message = message_from_bytes(envelope.content, policy=policy.default)
+        self.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos), message))
+        return "250 Message accepted for delivery"
+
+    def wait_for(self, count, timeout=10.0):
+        """Wait until `count` messages have arrived (or the timeout); return them."""
+        deadline = time.monotonic() + timeout
+        while len(self.messages) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.messages
+
+
+@pytest.fixture
+def smtp_server():
+    """An aiosmtpd server on 127.0.0.1 collecting what it receives in `messages`."""
+    server = SMTPServer("127.0.0.1", free_port())
+    controller = Controller(server, hostname=server.host, port=server.port)
+    controller.start()
+    yield server
+    controller.stop()
+
+
+@pytest.fixture
+def refusing_smtp_port():
+    """A loopback port nothing listens on: connections are refused."""
+    return free_port()
+
+
+@pytest.fixture
+def silent_smtp_server():
+    """Completes TCP connections (from the listen backlog) and never sends a greeting."""
+    with socket.create_server(("127.0.0.1", 0), backlog=64) as listener:
+        yield MailServer(*listener.getsockname())
+
+
+def render_token(app, age=10):
+    """The form's signed render timestamp, as if the page had been shown `age` seconds ago."""
+    with app.app_context(), pytest.MonkeyPatch.context() as patch:
+        patch.setattr(TimestampSigner, "get_timestamp", lambda self: int(time.time()) - age)
+        return new_render_token()
+
+
+@pytest.fixture
+def post_lead():
+    """POST a valid "Let's connect" form as a visitor on `page`; keywords replace fields."""
+
+    def post(client, page=None, headers=None, **fields):
+        app = client.application
+        site_url = app.config["SITE_URL"]
+        data = {f"contact-{name}": value for name, value in {**LEAD_FIELDS, **fields}.items()}
+        data["contact-consent"] = "y"
+        data["contact-rendered_at"] = render_token(app)
+        headers = {"Origin": site_url, "Referer": page or f"{site_url}/contact", **(headers or {})}
+        return client.post("/contact", data=data, headers=headers)
+
+    return post

@@ -7,6 +7,7 @@ import brotli
 import html5lib
 import pytest
 
+from app.caching import VOLATILE_ELEMENT
 from tests.conftest import ROOT
 
 PUBLIC_BLUEPRINTS = ("public.", "posts.", "leads.")
@@ -74,7 +75,10 @@ def test_compressed_response_has_its_own_etag_and_validates(client, demo_content
     zipped = client.get(url, headers={"Accept-Encoding": "gzip"})
 
     assert zipped.headers["Content-Encoding"] == "gzip"
-    assert gzip.decompress(zipped.data) == plain.data
+    # Each render signs a new form timestamp; apart from that the bodies are the same.
+    assert VOLATILE_ELEMENT.sub(b"", gzip.decompress(zipped.data)) == VOLATILE_ELEMENT.sub(
+        b"", plain.data
+    )
     assert zipped.headers["ETag"] != plain.headers["ETag"]
     assert "Accept-Encoding" in zipped.headers["Vary"]
     revalidated = client.get(

@@ -3,11 +3,11 @@
 from flask import Blueprint, redirect, request, url_for
 from flask_login import current_user
 
-from app.staff import auth, dashboard
+from app.staff import auth, dashboard, leads, posts
 
 blueprint = Blueprint("staff", __name__, url_prefix="/staff")
-blueprint.register_blueprint(auth.blueprint)
-blueprint.register_blueprint(dashboard.blueprint)
+for child in (auth, dashboard, leads, posts):
+    blueprint.register_blueprint(child.blueprint)
 
 OPEN_ENDPOINTS = {"staff.auth.login"}
 STAFF_NAVIGATION = [("staff.dashboard.index", "Dashboard")]

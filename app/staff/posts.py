@@ -1,0 +1,3 @@
+from flask import Blueprint
+
+blueprint = Blueprint("posts", __name__, url_prefix="/posts")
