@@ -10,7 +10,11 @@ for child in (auth, dashboard, leads, posts):
     blueprint.register_blueprint(child.blueprint)
 
 OPEN_ENDPOINTS = {"staff.auth.login"}
-STAFF_NAVIGATION = [("staff.dashboard.index", "Dashboard")]
+STAFF_NAVIGATION = [
+    ("staff.dashboard.index", "Dashboard"),
+    ("staff.leads.inbox", "Leads"),
+    ("staff.posts.index", "Posts"),
+]
 
 
 @blueprint.before_request
