@@ -80,6 +80,8 @@ ENVIRONMENT = {
     "CONTACT_RATE_LIMIT": ("CONTACT_RATE_LIMIT", str),
     "RATELIMIT_STORAGE_URI": ("RATELIMIT_STORAGE_URI", str),
     "TRUSTED_PROXIES": ("TRUSTED_PROXIES", int),
+    "LOGIN_RATE_LIMIT": ("LOGIN_RATE_LIMIT", str),
+    "LOGIN_ACCOUNT_RATE_LIMIT": ("LOGIN_ACCOUNT_RATE_LIMIT", str),
 }
 
 DEVELOPMENT_SECRET_KEY = "development-only-not-secret"  # noqa: S105 - refused in production
