@@ -1,0 +1,104 @@
+"""Browser tests: headless Debian Chromium driven by Playwright against a live server.
+
+Every test in this folder is marked `e2e` (deselect with `-m "not e2e"`). Without
+/usr/bin/chromium the tests are skipped, unless REQUIRE_BROWSER=1 (CI) makes that a failure.
+"""
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+from werkzeug.serving import make_server
+
+HERE = Path(__file__).resolve().parent
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
+
+
+def pytest_collection_modifyitems(config, items):
+    # The hook sees the whole session's items; mark only the ones collected from this folder.
+    for item in items:
+        if Path(str(item.path)).resolve().is_relative_to(HERE):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not CHROMIUM.exists():
+        message = f"{CHROMIUM} is not installed (apt-get install chromium)"
+        if os.environ.get("REQUIRE_BROWSER") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=10_000)  # the machine may be busy; failures still fail
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def live_server(app, demo_content):
+    """Base URL (no trailing slash) of the test app, with the demo posts, served in a thread."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(
+        # A short poll interval keeps shutdown() quick: it waits for the loop to notice.
+        target=server.serve_forever,
+        kwargs={"poll_interval": 0.05},
+        name="e2e-live-server",
+        daemon=True,
+    )
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def request_log():
+    """Every URL the browser requested during the test, from any context or page, in order."""
+    return []
+
+
+@pytest.fixture
+def new_context(browser, live_server, request_log):
+    """Factory for browser contexts (base_url set to the live server); all closed after the test.
+
+    Keyword arguments go to `browser.new_context`, e.g. java_script_enabled=False,
+    bypass_csp=True, viewport={...}.
+    """
+    contexts = []
+
+    def make(**options):
+        options.setdefault("base_url", live_server)
+        context = browser.new_context(**options)
+        context.set_default_timeout(10_000)
+        context.on("request", lambda request: request_log.append(request.url))
+        contexts.append(context)
+        return context
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def page(new_context):
+    """A fresh page in its own context; its requests land in `request_log`."""
+    return new_context().new_page()
