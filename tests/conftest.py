@@ -266,14 +266,6 @@ def make_lead(app):
 
 # Mail: a real SMTP server on loopback, one that refuses, one that never answers.
 
-LEAD_FIELDS = {
-    "name": "Ada Lovelace",
-    "email": "ada@example.org",
-    "company": "Analytical Engines Ltd",
-    "phone": "+44 20 7946 0000",
-    "message": "We are launching a new sensor and need a campaign.\nCan we talk next week?",
-}
-
 
 def free_port():
     with socket.socket() as probe:
@@ -346,6 +338,17 @@ def silent_smtp_server():
     """Completes TCP connections (from the listen backlog) and never sends a greeting."""
     with socket.create_server(("127.0.0.1", 0), backlog=64) as listener:
         yield MailServer(*listener.getsockname())
+
+
+# The "Let's connect" form, sent as a visitor would send it.
+
+LEAD_FIELDS = {
+    "name": "Ada Lovelace",
+    "email": "ada@example.org",
+    "company": "Analytical Engines Ltd",
+    "phone": "+44 20 7946 0000",
+    "message": "We are launching a new sensor and need a campaign.\nCan we talk next week?",
+}
 
 
 def render_token(app, age=10):

@@ -13,7 +13,7 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
-from email.utils import formataddr
+from email.utils import parseaddr
 
 from flask import current_app
 from flask_mail import BadHeaderError
@@ -21,13 +21,22 @@ from sqlalchemy import or_, select, update
 
 from app.extensions import db, mail
 from app.leads.models import OutboxMessage
-from app.mail import render_message
+from app.mail import one_line, render_message
 from app.types import utcnow
 
 BATCH_SIZE = 20
 CLAIM_LEASE = timedelta(minutes=10)
 MAX_BACKOFF = timedelta(hours=6)
-SEND_ERRORS = (smtplib.SMTPException, OSError, BadHeaderError)
+# The server, or Flask-Mail's header check, refused this one message; the connection is fine.
+MESSAGE_ERRORS = (
+    smtplib.SMTPRecipientsRefused,
+    smtplib.SMTPSenderRefused,
+    smtplib.SMTPDataError,
+    BadHeaderError,
+)
+# Retrying cannot fix these: a header value with a line break stays one.
+PERMANENT_ERRORS = (BadHeaderError,)
+CONNECTION_ERRORS = (smtplib.SMTPException, OSError)
 
 
 @dataclass
@@ -37,25 +46,19 @@ class DeliveryReport:
     failed: int = 0
     errors: list[str] = field(default_factory=list)
 
-    def add(self, other):
-        self.sent += other.sent
-        self.retrying += other.retrying
-        self.failed += other.failed
-        self.errors += other.errors
-
 
 def worker_name():
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def claim_due(worker, limit=BATCH_SIZE):
-    """Mark up to `limit` due messages as this worker's; return them."""
+def claim_due(worker, due_by, limit=BATCH_SIZE):
+    """Mark up to `limit` messages due by `due_by` as this worker's; return them."""
     now = utcnow()
     due = (
         select(OutboxMessage.id)
         .where(
             OutboxMessage.status == "pending",
-            OutboxMessage.next_attempt_at <= now,
+            OutboxMessage.next_attempt_at <= due_by,
             or_(OutboxMessage.claim_expires_at.is_(None), OutboxMessage.claim_expires_at < now),
         )
         .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
@@ -77,40 +80,40 @@ def claim_due(worker, limit=BATCH_SIZE):
     return db.session.scalars(query).all()
 
 
-def deliver_batch(worker):
+def deliver_due(worker=None):
+    """Try once each message that is due when the run starts. Returns what happened.
+
+    A message that fails waits for a later run, even with no backoff; when the server
+    cannot be reached, the run stops: the messages not yet tried wait for the next one.
+    """
+    worker = worker or worker_name()
+    started = utcnow()
     report = DeliveryReport()
-    messages = claim_due(worker)
-    if not messages:
-        return report
+    while messages := claim_due(worker, started):
+        if not send_batch(messages, report):
+            break
+    return report
+
+
+def send_batch(messages, report):
+    """Send claimed messages over one connection; False if the connection failed."""
     try:
         with mail.connect() as connection:
             for message in messages:
                 send_one(connection, message, report)
-    except SEND_ERRORS as error:
-        # The connection itself failed (refused, timed out, login): every unsent message waits.
+    except CONNECTION_ERRORS as error:
+        # Refused, timed out, disconnected, login refused: every message still claimed waits.
         for message in messages:
-            if message.status == "pending" and message.claimed_by == worker:
+            if message.claimed_by is not None:
                 record_failure(message, error, report)
-    return report
-
-
-def deliver_due(worker=None):
-    """Send everything that is due now, batch after batch. Returns what happened."""
-    worker = worker or worker_name()
-    total = DeliveryReport()
-    while True:
-        report = deliver_batch(worker)
-        total.add(report)
-        if not (report.sent or report.retrying or report.failed):
-            return total
+        return False
+    return True
 
 
 def send_one(connection, message, report):
     try:
         connection.send(build_email(message))
-    except SEND_ERRORS as error:
-        if isinstance(error, smtplib.SMTPServerDisconnected):
-            raise
+    except MESSAGE_ERRORS as error:
         record_failure(message, error, report)
         return
     message.status = "sent"
@@ -125,7 +128,7 @@ def record_failure(message, error, report):
     config = current_app.config
     message.attempts += 1
     message.last_error = describe(error)
-    if message.attempts >= config["DELIVERY_MAX_ATTEMPTS"]:
+    if message.attempts >= config["DELIVERY_MAX_ATTEMPTS"] or isinstance(error, PERMANENT_ERRORS):
         message.status = "failed"
         report.failed += 1
     else:
@@ -143,22 +146,24 @@ def release(message):
 
 
 def describe(error):
-    text = str(error) or type(error).__name__
-    return f"{type(error).__name__}: {text}"[:1000]
+    text = str(error)
+    return f"{type(error).__name__}: {text}"[:1000] if text else type(error).__name__
 
 
 def build_email(outbox_message):
     lead = outbox_message.lead
     config = current_app.config
+    sender = parseaddr(config["MAIL_DEFAULT_SENDER"])[1]
     email = render_message(
         outbox_message.kind, [outbox_message.recipient], lead=lead, message=outbox_message
     )
-    email.sender = formataddr((config["SITE_NAME"], config["MAIL_DEFAULT_SENDER"]))
-    domain = config["MAIL_DEFAULT_SENDER"].rpartition("@")[2] or "localhost"
+    email.sender = (config["SITE_NAME"], sender)
+    domain = sender.rpartition("@")[2] or "localhost"
     email.msgId = f"<outbox-{outbox_message.id}.{lead.reference}@{domain}>"
     email.extra_headers = {"X-Lead-Reference": lead.reference}
     if outbox_message.kind == "lead_notification":
-        email.reply_to = formataddr((lead.name, lead.email))
+        # Form values: a line break in a header value could add a header or a recipient.
+        email.reply_to = (one_line(lead.name), one_line(lead.email))
     return email
 
 
@@ -178,6 +183,7 @@ class InProcessDeliverer:
     def __init__(self, app):
         self.app = app
         self.event = threading.Event()
+        self.stopping = False
         self.thread = threading.Thread(target=self.run, name="outbox-delivery", daemon=True)
 
     def run(self):
@@ -185,6 +191,8 @@ class InProcessDeliverer:
         while True:
             self.event.wait(self.POLL_SECONDS)
             self.event.clear()
+            if self.stopping:
+                return
             with self.app.app_context():
                 try:
                     deliver_due(worker)
@@ -192,6 +200,12 @@ class InProcessDeliverer:
                     self.app.logger.exception("Outbox delivery failed; retrying later")
                 finally:
                     db.session.remove()
+
+    def stop(self):
+        """End the thread once its current delivery run is over."""
+        self.stopping = True
+        self.event.set()
+        self.thread.join()
 
 
 _lock = threading.Lock()
@@ -206,6 +220,13 @@ def start_in_process(app):
             app.extensions["outbox_deliverer"] = deliverer
             deliverer.thread.start()
             deliverer.event.set()
+
+
+def stop_in_process(app):
+    """Stop the app's delivery thread, if it has one: for code that discards apps, like tests."""
+    deliverer = app.extensions.pop("outbox_deliverer", None)
+    if deliverer is not None:
+        deliverer.stop()
 
 
 def wake():
