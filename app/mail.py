@@ -52,6 +52,9 @@ class TimeoutConnection(Connection):
             super().__exit__(exc_type, exc_value, traceback)
 
 
+CONSOLE_HEADERS = ("Message-ID", "From", "To", "Reply-To", "Subject")
+
+
 class ConsoleConnection(Connection):
     """Prints each message instead of sending it: the default when no MAIL_SERVER is set."""
 
@@ -60,7 +63,10 @@ class ConsoleConnection(Connection):
 
     def send(self, message, envelope_from=None):
         super().send(message, envelope_from)
-        sys.stdout.write(f"{'-' * 30} email {'-' * 30}\n{message.as_string()}\n{'-' * 67}\n")
+        headers = message._message()
+        lines = [f"{name}: {headers[name]}" for name in CONSOLE_HEADERS if headers[name]]
+        rule = "-" * 72
+        sys.stdout.write(f"{rule}\n" + "\n".join(lines) + f"\n\n{message.body}\n{rule}\n")
         sys.stdout.flush()
 
 

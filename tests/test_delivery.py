@@ -10,6 +10,7 @@ from contextlib import ExitStack
 from datetime import timedelta
 
 import pytest
+from jinja2 import ChoiceLoader, DictLoader
 from markupsafe import escape
 from sqlalchemy import select, update
 
@@ -147,7 +148,8 @@ def test_a_lead_is_stored_then_mailed_to_staff_and_the_visitor(
             assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; Sons" in html
             assert f'href="{staff_link}"' in html
         else:
-            assert message["Reply-To"] is None
+            # The visitor's reply reaches the agency's public address, not a no-reply sender.
+            assert address(message["Reply-To"]) == ("Test Agency", "hello@example.com")
             assert reference in message["Subject"]
             for line in fields["message"].splitlines():
                 assert line in text
@@ -405,12 +407,31 @@ def test_without_a_mail_server_messages_are_printed(app, runner, make_lead):
     lead = queue_for(make_lead())
     subject = f"Subject: New enquiry: {lead.name} ({lead.company}) [{lead.reference}]"
     recipients = [*STAFF, lead.email]
+    name_line = f"Name:      {lead.name}"
 
     output = deliver(runner).stdout
 
-    assert output.count(f"{'-' * 30} email {'-' * 30}") == 3
+    assert output.count("-" * 72) == 6
     assert subject in output
+    assert name_line in output  # the text body, readable as typed
     for recipient in recipients:
         assert f"To: {recipient}" in output
     assert "3 sent" in output
     assert [(m.status, m.attempts) for m in outbox()] == [("sent", 1)] * 3
+
+
+def test_a_broken_email_template_is_recorded_against_the_message(
+    app, runner, make_lead, smtp_server
+):
+    queue_for(make_lead())
+    smtp_server.configure(app)
+    broken = {"email/lead_notification/subject.txt": "{{ lead.no_such_field.upper() }}"}
+    app.jinja_env.loader = ChoiceLoader([DictLoader(broken), app.jinja_env.loader])
+
+    deliver(runner)
+
+    notifications = [m for m in outbox() if m.kind == "lead_notification"]
+    assert notifications and all(m.status == "pending" and m.attempts == 1 for m in notifications)
+    assert all(m.last_error.startswith("UndefinedError") for m in notifications)
+    assert all(m.claimed_by is None for m in notifications)
+    assert [m.kind for m in outbox() if m.status == "sent"] == ["lead_acknowledgment"]

@@ -17,6 +17,7 @@ from email.utils import parseaddr
 
 from flask import current_app
 from flask_mail import BadHeaderError
+from jinja2 import TemplateError
 from sqlalchemy import or_, select, update
 
 from app.extensions import db, mail
@@ -27,12 +28,14 @@ from app.types import utcnow
 BATCH_SIZE = 20
 CLAIM_LEASE = timedelta(minutes=10)
 MAX_BACKOFF = timedelta(hours=6)
-# The server, or Flask-Mail's header check, refused this one message; the connection is fine.
+# The server, Flask-Mail's header check or the email's template failed for this one
+# message; the connection is fine. (A template fixed by a deploy succeeds on a retry.)
 MESSAGE_ERRORS = (
     smtplib.SMTPRecipientsRefused,
     smtplib.SMTPSenderRefused,
     smtplib.SMTPDataError,
     BadHeaderError,
+    TemplateError,
 )
 # Retrying cannot fix these: a header value with a line break stays one.
 PERMANENT_ERRORS = (BadHeaderError,)
@@ -164,6 +167,8 @@ def build_email(outbox_message):
     if outbox_message.kind == "lead_notification":
         # Form values: a line break in a header value could add a header or a recipient.
         email.reply_to = (one_line(lead.name), one_line(lead.email))
+    else:
+        email.reply_to = (config["SITE_NAME"], config["SITE_EMAIL"])
     return email
 
 
