@@ -15,6 +15,9 @@ def init_app(app):
     app.register_error_handler(500, server_error)
 
 
+# An error page answers one request: no cache, shared or private, may keep it.
+NO_STORE = ("Cache-Control", "no-store")
+
 FRIENDLY_DESCRIPTIONS = {
     413: "What you sent is larger than this page accepts. Shorten it and try again.",
     429: "You have sent several requests in a short time. Please wait a few minutes and try again.",
@@ -28,7 +31,7 @@ def http_error(error):
         description = FRIENDLY_DESCRIPTIONS.get(error.code, description)
     response = render_template(template, error=error, description=description)
     headers = [(name, value) for name, value in error.get_headers() if name != "Content-Type"]
-    return response, error.code, headers
+    return response, error.code, [*headers, NO_STORE]
 
 
 def csrf_error(error):
@@ -41,4 +44,4 @@ def csrf_error(error):
 
 def server_error(error):
     db.session.rollback()
-    return render_template("errors/500.html", error=error), 500
+    return render_template("errors/500.html", error=error), 500, [NO_STORE]

@@ -3,19 +3,22 @@
 import re
 
 from email_validator import EmailNotValidError, validate_email
-from flask import current_app
+from flask import current_app, url_for
 from flask_wtf import FlaskForm
+from markupsafe import Markup
 from wtforms import BooleanField, EmailField, HiddenField, StringField, TelField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional, Regexp, ValidationError
 
 CONSENT_VERSION = "privacy-2026-11"
+# What the person agrees to, shown as the checkbox's label and stored with the lead.
 CONSENT_TEXT = (
-    "I agree that {site} may store the details I give here to reply to my enquiry, "
-    "as described in the privacy policy."
+    "I agree that {site} may store these details to reply to me, as described in the "
+    "{privacy_policy}."
 )
 LIMITS = {"name": 100, "email": 254, "company": 150, "phone": 40, "message": 5000}
 
-_control_characters = re.compile(r"[\x00-\x1f\x7f]")
+# Control characters, C1 controls included, and the Unicode line and paragraph separators.
+_control_characters = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _message_control_characters = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -45,6 +48,11 @@ def deliverable_email(form, field):
 
 def strip(value):
     return value.strip() if isinstance(value, str) else value
+
+
+def unix_newlines(value):
+    """Browsers send a line break as CR LF but count it as one character against maxlength."""
+    return value.replace("\r\n", "\n").replace("\r", "\n") if isinstance(value, str) else value
 
 
 def length(name, label):
@@ -90,13 +98,14 @@ class ContactForm(FlaskForm):
             length("phone", "Phone"),
             Regexp(
                 r"^[0-9+()./\s-]*(?:(?:ext\.?|x)\s*[0-9]+)?$",
+                flags=re.IGNORECASE,
                 message="Enter a phone number using digits, spaces and + ( ) - only.",
             ),
         ],
     )
     message = TextAreaField(
         "How can we help?",
-        filters=[strip],
+        filters=[unix_newlines, strip],
         validators=[
             DataRequired("Tell us a little about what you need."),
             length("message", "Your message"),
@@ -106,13 +115,27 @@ class ContactForm(FlaskForm):
     consent = BooleanField(
         "I agree to the privacy policy",
         validators=[DataRequired("Please agree to the privacy policy so we can reply.")],
+        # A ticked box sends any value; one that says no is not consent.
+        false_values=("", "false", "0", "off", "no"),
     )
     # Honeypot: hidden from people, tempting to bots that fill every field.
     website = StringField("Leave this field empty")
     rendered_at = HiddenField()
-    source_page = HiddenField(validators=[Optional(), Length(max=2000)])
-    page_referrer = HiddenField(validators=[Optional(), Length(max=2000)])
+    # Filled by the page's script; nobody can correct them, so they are never refused:
+    # the service keeps what fits.
+    source_page = HiddenField()
+    page_referrer = HiddenField()
 
 
 def consent_text():
-    return CONSENT_TEXT.format(site=current_app.config["SITE_NAME"])
+    return CONSENT_TEXT.format(
+        site=current_app.config["SITE_NAME"], privacy_policy="privacy policy"
+    )
+
+
+def consent_label():
+    """The consent text as the form shows it, linking to the privacy policy."""
+    link = Markup('<a href="{}">privacy policy</a>').format(url_for("public.privacy"))
+    # A constant of ours; format() escapes what it inserts.
+    text = Markup(CONSENT_TEXT)  # noqa: S704
+    return text.format(site=current_app.config["SITE_NAME"], privacy_policy=link)

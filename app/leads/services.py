@@ -1,5 +1,6 @@
 """Accepting a lead: stored with its attribution and its notifications in one transaction."""
 
+import re
 from urllib.parse import parse_qs, urlsplit
 
 from flask import current_app, request
@@ -11,7 +12,8 @@ from app.leads.models import Lead, OutboxMessage
 from app.leads.protection import allowed_origins, origin_of
 
 UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
-USER_AGENT_LIMIT = 500
+
+_control_characters = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def submit_lead(form, spam_reason=None):
@@ -24,7 +26,7 @@ def submit_lead(form, spam_reason=None):
         message=form.message.data,
         consent_text=consent_text(),
         consent_version=CONSENT_VERSION,
-        user_agent=request.user_agent.string[:USER_AGENT_LIMIT],
+        user_agent=clean(request.user_agent.string, 500),
         status="spam" if spam_reason else "new",
         spam_reason=spam_reason,
         **attribution(form.source_page.data, form.page_referrer.data),
@@ -51,18 +53,24 @@ def attribution(source_page, page_referrer):
     The page's own script reports its address and document.referrer; without JavaScript
     the POST's Referer header still names the page (same-origin requests send it whole).
     """
-    source = source_page if is_own_page(source_page) else request.referrer or ""
-    if not is_own_page(source):
-        source = ""
+    source = next((url for url in (source_page, request.referrer) if is_own_page(url)), "")
     query = parse_qs(urlsplit(source).query)
-    utm = {name: query.get(name, [""])[0][:200] for name in UTM_FIELDS}
+    utm = {name: clean(query.get(name, [""])[0], 200) for name in UTM_FIELDS}
     return {
-        "source_url": source[:2000],
-        "source_path": urlsplit(source).path[:500],
-        "page_referrer": (page_referrer or "")[:2000],
+        "source_url": clean(source, 2000),
+        "source_path": clean(urlsplit(source).path, 500),
+        "page_referrer": clean(page_referrer, 2000),
         **utm,
     }
 
 
 def is_own_page(url):
-    return bool(url) and origin_of(url) in allowed_origins()
+    try:
+        return bool(url) and origin_of(url) in allowed_origins()
+    except ValueError:  # not an address at all, such as "http://["
+        return False
+
+
+def clean(value, limit):
+    """What fits in the column, without control characters (PostgreSQL refuses NUL in text)."""
+    return _control_characters.sub("", value or "")[:limit]

@@ -1,9 +1,20 @@
-from flask import Blueprint, abort, current_app, redirect, render_template, url_for
+import re
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from sqlalchemy import select
 
 from app.extensions import db, limiter
 from app.leads import delivery, protection
-from app.leads.forms import LIMITS, ContactForm
+from app.leads.forms import LIMITS, ContactForm, consent_label
 from app.leads.models import Lead
 from app.leads.services import submit_lead
 
@@ -13,6 +24,7 @@ STALE_FORM_MESSAGE = (
     "This form was open for a long time, so we could not be sure it came from you. "
     "Everything you typed is still here: please check it and send it again."
 )
+REFERENCE = re.compile(r"LC-[0-9A-Z]{4}-[0-9A-Z]{4}")
 
 
 @blueprint.before_app_request
@@ -34,18 +46,32 @@ def contact():
 def submit():
     protection.require_form_body()
     protection.refuse_cross_site_posts()
-    form = ContactForm()
+    # Only the form's own fields: a file sent in place of a text field is a missing value.
+    form = ContactForm(formdata=request.form)
     age = protection.render_token_age(form.rendered_at.data)
     if not form.validate() or age is None:
-        form.rendered_at.data = protection.new_render_token()
-        notice = STALE_FORM_MESSAGE if age is None else None
-        return render_template("leads/contact.html", form=form, notice=notice), 422
+        return show_again(form, stale=age is None)
     lead = submit_lead(form, spam_reason=protection.spam_reason(form, age))
     return redirect(url_for("leads.thanks", reference=lead.reference), code=303)
 
 
+def show_again(form, stale):
+    """The form again with everything typed; it holds personal data, so no cache keeps it."""
+    # A valid render time is kept: correcting a mistake and sending at once is not a bot.
+    if stale:
+        form.rendered_at.data = protection.new_render_token()
+    # Without JavaScript the next try comes from /contact: keep the page of the first.
+    form.source_page.data = form.source_page.data or request.referrer
+    notice = STALE_FORM_MESSAGE if stale else None
+    response = make_response(render_template("leads/contact.html", form=form, notice=notice), 422)
+    response.cache_control.no_store = True
+    return response
+
+
 @blueprint.get("/contact/thanks/<reference>")
 def thanks(reference):
+    if not REFERENCE.fullmatch(reference):
+        abort(404)
     lead = db.session.scalars(select(Lead).where(Lead.reference == reference)).first()
     if lead is None:
         abort(404)
@@ -64,4 +90,4 @@ def fresh_form():
 @blueprint.app_context_processor
 def contact_form_factory():
     """Pages that embed the "Let's connect" form call new_contact_form() to get one."""
-    return {"new_contact_form": fresh_form, "limits": LIMITS}
+    return {"new_contact_form": fresh_form, "limits": LIMITS, "consent_label": consent_label}
