@@ -1,8 +1,107 @@
-from flask import Blueprint, render_template
+"""The staff dashboard: recent lead flow, where leads come from, what needs attention."""
+
+from flask import Blueprint, current_app, render_template, request, url_for
+
+from app.leads import stats
+from app.staff import charts
+from app.types import utcnow
 
 blueprint = Blueprint("dashboard", __name__)
+
+LEAD_ENDPOINT = "staff.leads.show"
+AGE_UNITS = (("day", 86400), ("hour", 3600), ("minute", 60))
+KIND_LABELS = {
+    "lead_notification": "New lead alert to staff",
+    "lead_acknowledgment": "Acknowledgement to the enquirer",
+}
 
 
 @blueprint.get("/")
 def index():
-    return render_template("staff/dashboard.html")
+    now = utcnow()
+    weeks = stats.leads_per_week(now)
+    return render_template(
+        "staff/dashboard.html",
+        weeks=weeks_chart(weeks),
+        spam_total=sum(week.spam for week in weeks),
+        sources=groups_chart(
+            "sources", "Leads by source page", "Source page", stats.leads_by_source_page(now)
+        ),
+        utm_sources=groups_chart(
+            "utm-sources", "Leads by UTM source", "UTM source", stats.leads_by_utm_source(now)
+        ),
+        statuses=stats.status_counts(),
+        latest=stats.latest_new_leads(),
+        notifications=stats.notifications(now),
+        overdue_minutes=int(stats.OVERDUE_AFTER.total_seconds() // 60),
+        weeks_shown=stats.WEEKS,
+        kind_labels=KIND_LABELS,
+        now=now,
+        lead_url=lead_url,
+        age=age,
+    )
+
+
+def weeks_chart(weeks):
+    points = [
+        charts.Point(
+            label=f"Week starting {long_date(week.start)}",
+            value=week.leads,
+            axis=axis_label(week.start, previous.start if previous else None),
+            kind="current" if week is weeks[-1] else "value",
+        )
+        for previous, week in zip([None, *weeks], weeks, strict=False)
+    ]
+    return charts.column_chart(
+        "weeks", "Leads per week", describe_weeks(weeks), ("Week starting", "Leads"), points
+    )
+
+
+def axis_label(monday, previous_monday):
+    """The day of the month, with the month's name under the first column of each month."""
+    if previous_monday and previous_monday.month == monday.month:
+        return (str(monday.day),)
+    return (str(monday.day), f"{monday:%b}")
+
+
+def describe_weeks(weeks):
+    total = sum(week.leads for week in weeks)
+    summary = (
+        f"Column chart of leads per week, spam left out, for {len(weeks)} weeks: from the week "
+        f"starting Monday {long_date(weeks[0].start)} to this week, which started Monday "
+        f"{long_date(weeks[-1].start)} and is still running. {total} leads in all."
+    )
+    if not total:
+        return summary
+    busiest = max(reversed(weeks), key=lambda week: week.leads)
+    return f"{summary} The busiest week started {long_date(busiest.start)}, with {busiest.leads}."
+
+
+def groups_chart(chart_id, title, heading, groups):
+    points = [charts.Point(group.label, group.leads, kind=group.kind) for group in groups]
+    listed = "; ".join(f"{group.label}: {group.leads}" for group in groups)
+    description = (
+        f"Bar chart of leads by {heading.lower()} over the last {stats.WEEKS} weeks, "
+        f"spam left out. {listed}."
+    )
+    return charts.bar_chart(chart_id, title, description, (heading, "Leads"), points)
+
+
+def long_date(day):
+    return f"{day.day} {day:%B %Y}"
+
+
+def lead_url(reference):
+    """The lead's staff page; its path is fixed even before its view is registered."""
+    if LEAD_ENDPOINT in current_app.view_functions:
+        return url_for(LEAD_ENDPOINT, reference=reference)
+    return f"{request.script_root}/staff/leads/{reference}"
+
+
+def age(moment, now):
+    seconds = max(0, (now - moment).total_seconds())
+    for unit, size in AGE_UNITS:
+        if seconds >= size:
+            count = int(seconds // size)
+            return f"{count} {unit}{'' if count == 1 else 's'} ago"
+    return "just now"
