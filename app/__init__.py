@@ -2,7 +2,7 @@
 
 from flask import Flask
 
-from app import assets, caching, cli, config, errors, extensions, security, templating
+from app import assets, caching, cli, config, errors, extensions, security, sessions, templating
 from app.extensions import csrf
 
 
@@ -15,6 +15,7 @@ def create_app(test_config=None):
     )
     config.load(app, test_config)
     extensions.init_app(app)
+    sessions.init_app(app)
     register_blueprints(app)
     errors.init_app(app)
     templating.init_app(app)
@@ -27,12 +28,14 @@ def create_app(test_config=None):
 
 def register_blueprints(app):
     from app.leads.views import blueprint as leads
+    from app.posts.uploads import blueprint as media
     from app.posts.views import blueprint as posts
     from app.public.views import blueprint as public
     from app.staff.blueprint import blueprint as staff
 
     app.register_blueprint(public)
     app.register_blueprint(posts)
+    app.register_blueprint(media)
     app.register_blueprint(leads)
     # The public form is cookie-free; app/leads/protection.py defends it instead of a token.
     csrf.exempt(leads)

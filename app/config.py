@@ -35,6 +35,9 @@ DEFAULTS = {
     "FORM_MIN_SECONDS": 3,
     "FORM_MAX_AGE_SECONDS": 2 * 3600,
     "RATELIMIT_STORAGE_URI": "memory://",
+    # If Redis is down, count in memory rather than refuse every form post.
+    "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
+    "RATELIMIT_SWALLOW_ERRORS": True,
     "TRUSTED_PROXIES": 0,
     "RATELIMIT_HEADERS_ENABLED": True,
     "POSTS_PER_PAGE": 10,

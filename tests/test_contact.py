@@ -832,6 +832,15 @@ def test_with_redis_storage_the_counters_are_kept_in_redis(make_app, client_addr
         assert list(connection.scan_iter(f"*/{client_address}/*"))
 
 
+def test_when_redis_is_down_the_form_still_takes_leads(make_app, refusing_smtp_port):
+    unreachable = f"redis://127.0.0.1:{refusing_smtp_port}/0"
+    app = make_app(RATELIMIT_ENABLED=True, RATELIMIT_STORAGE_URI=unreachable)
+
+    with app.app_context():
+        assert submit(app.test_client()).status_code == 303
+        assert len(leads()) == 1
+
+
 # Caching and configuration
 
 

@@ -43,6 +43,7 @@ def test_public_pages_set_no_cookie_and_are_publicly_cacheable(client, public_ur
         response = client.get(url)
         assert response.status_code == 200, url
         assert "Set-Cookie" not in response.headers, url
+        assert "cookie" not in response.vary, url  # no session is even read
         assert response.cache_control.public, url
         assert response.cache_control.max_age == 300, url
         assert response.headers["ETag"], url
