@@ -1,4 +1,9 @@
-"""HTTP caching for public pages: shared-cache friendly, validated by ETag and Last-Modified."""
+"""HTTP caching for public pages: shared-cache friendly, validated by a strong ETag.
+
+There is no Last-Modified: a page lists other posts, and unpublishing or deleting one
+changes the page without any date that moves forward, so If-Modified-Since could be
+answered 304 with a stale page. The ETag describes the body itself and cannot go stale.
+"""
 
 import hashlib
 import re

@@ -2,16 +2,19 @@
 
 import sys
 import time
+from datetime import timedelta
 
 import click
 from flask import current_app
 from flask.cli import AppGroup
 
 from app.extensions import db
+from app.leads import workflow
 from app.leads.delivery import deliver_due, worker_name
 from app.posts.importer import import_directory
 from app.staff import accounts
 from app.staff.models import ROLES
+from app.types import utcnow
 
 content = AppGroup("content", help="Manage published content.")
 leads = AppGroup("leads", help="Work with leads and their notifications.")
@@ -109,3 +112,26 @@ def list_staff():
         state = "active" if user.is_active else "disabled"
         last = user.last_login_at.strftime("%Y-%m-%d %H:%M") if user.last_login_at else "never"
         click.echo(f"{user.email:40} {user.role:7} {state:9} last login {last}")
+
+
+@leads.command("purge")
+@click.option(
+    "--older-than",
+    "days",
+    required=True,
+    type=click.IntRange(min=1, max=36_500),
+    metavar="DAYS",
+    help="Remove leads received more than this many days ago.",
+)
+@click.option("--dry-run", is_flag=True, help="Count what would go; delete nothing.")
+def purge_leads(days, dry_run):
+    """Delete old leads with their notes and emails (a retention policy); the trail keeps
+    that each was purged."""
+    cutoff = utcnow() - timedelta(days=days)
+    count = workflow.purge_leads(cutoff, dry_run=dry_run)
+    noun = "lead" if count == 1 else "leads"
+    before = f"received before {cutoff:%Y-%m-%d %H:%M} UTC"
+    if dry_run:
+        click.echo(f"Dry run: {count} {noun} {before} would be purged. Nothing was deleted.")
+    else:
+        click.echo(f"Purged {count} {noun} {before}.")

@@ -43,6 +43,8 @@ DEFAULTS = {
     "POSTS_PER_PAGE": 10,
     "PUBLIC_CACHE_SECONDS": 300,
     "CONTENT_DIR": None,
+    "UPLOAD_FOLDER": None,
+    "MAX_COVER_BYTES": 5 * 1024 * 1024,
     "SESSION_COOKIE_HTTPONLY": True,
     "SESSION_COOKIE_SAMESITE": "Lax",
     # Only the staff area uses a session; public pages never receive the cookie.
@@ -66,6 +68,8 @@ ENVIRONMENT = {
     "SITE_ADDRESS": ("SITE_ADDRESS", str),
     "PUBLIC_CACHE_SECONDS": ("PUBLIC_CACHE_SECONDS", int),
     "CONTENT_DIR": ("CONTENT_DIR", str),
+    "UPLOAD_FOLDER": ("UPLOAD_FOLDER", str),
+    "MAX_COVER_BYTES": ("MAX_COVER_BYTES", int),
     "MAIL_SERVER": ("MAIL_SERVER", str),
     "MAIL_PORT": ("MAIL_PORT", int),
     "MAIL_USE_TLS": ("MAIL_USE_TLS", bool),
@@ -136,6 +140,8 @@ def apply_derived_defaults(app):
     if not config["SQLALCHEMY_DATABASE_URI"]:
         instance.mkdir(parents=True, exist_ok=True)
         config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{instance / 'site.db'}"
+    if not config["UPLOAD_FOLDER"]:
+        config["UPLOAD_FOLDER"] = str(instance / "uploads")
     if not config["CONTENT_DIR"]:
         config["CONTENT_DIR"] = str(Path(app.root_path).parent / "content")
     config["SITE_URL"] = config["SITE_URL"].rstrip("/")

@@ -73,6 +73,6 @@ def tags_in_use():
 
 
 def last_change():
-    """When any published post last changed: the Last-Modified of lists, feed and sitemap."""
+    """When any published post last changed: the feed's and the sitemap's <updated>."""
     visible = published().order_by(None).subquery()
     return db.session.scalar(select(func.max(visible.c.updated_at)))

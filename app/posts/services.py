@@ -4,10 +4,13 @@ import re
 import unicodedata
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
 from app.posts.models import Post, Tag
 from app.posts.rendering import count_words, render_markdown
+from app.posts.uploads import discard_unused
+from app.types import utcnow
 
 _not_slug = re.compile(r"[^a-z0-9]+")
 
@@ -17,21 +20,44 @@ def slugify(text):
     return _not_slug.sub("-", ascii_text.lower()).strip("-")[:80]
 
 
-def tags_named(names):
-    """The Tag rows for these display names, creating the missing ones (matched by slug)."""
+def tag_names_by_slug(names):
+    """Display names keyed by their slug; the first spelling wins, names without a slug go."""
     wanted = {}
     for name in names:
         slug = slugify(name)
         if slug:
             wanted.setdefault(slug, name.strip())
-    existing = {
-        tag.slug: tag for tag in db.session.scalars(select(Tag).where(Tag.slug.in_(wanted)))
-    }
+    return wanted
+
+
+def tags_named(names):
+    """The Tag rows for these display names, creating the missing ones (matched by slug)."""
+    wanted = tag_names_by_slug(names)
+    existing = existing_tags(wanted)
     for slug, name in wanted.items():
         if slug not in existing:
             existing[slug] = Tag(slug=slug, name=name)
             db.session.add(existing[slug])
-    return sorted((existing[slug] for slug in wanted), key=lambda tag: tag.name)
+    return sorted((existing[slug] for slug in wanted), key=tag_name)
+
+
+def unsaved_tags(names):
+    """Tags as tags_named would return them, without creating any: for a preview."""
+    wanted = tag_names_by_slug(names)
+    existing = existing_tags(wanted)
+    unsaved = (
+        Tag(slug=slug, name=existing[slug].name if slug in existing else name)
+        for slug, name in wanted.items()
+    )
+    return sorted(unsaved, key=tag_name)
+
+
+def existing_tags(slugs):
+    return {tag.slug: tag for tag in db.session.scalars(select(Tag).where(Tag.slug.in_(slugs)))}
+
+
+def tag_name(tag):
+    return tag.name
 
 
 def apply_fields(post, fields):
@@ -51,3 +77,74 @@ def apply_fields(post, fields):
 
 def post_by_slug(slug):
     return db.session.scalars(select(Post).where(Post.slug == slug)).first()
+
+
+class SlugTaken(ValueError):
+    """Another post already has this slug."""
+
+
+def status(post):
+    if post.published_at is None:
+        return "draft"
+    return "scheduled" if post.published_at > utcnow() else "published"
+
+
+def publish(post):
+    """Make the post public now; a post that is already public keeps its date."""
+    if status(post) != "published":
+        post.published_at = utcnow()
+
+
+def schedule(post, moment):
+    post.published_at = moment
+
+
+def unpublish(post):
+    post.published_at = None
+
+
+def save(post, fields, publication=None):
+    """Create or update a post from editor fields, then apply a publication change if given.
+
+    publication is a callable taking the post (publish, unpublish, or a bound schedule).
+    Raises SlugTaken if another post took the slug first; nothing is saved then.
+    """
+    previous_cover = post.cover_image
+    apply_fields(post, fields)
+    if publication is not None:
+        publication(post)
+    db.session.add(post)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        if post_by_slug(fields["slug"]) not in (None, post):
+            raise SlugTaken(fields["slug"]) from None
+        raise
+    if previous_cover != post.cover_image:
+        discard_unused(previous_cover)
+    return post
+
+
+def delete(post):
+    cover = post.cover_image
+    db.session.delete(post)
+    db.session.commit()
+    discard_unused(cover)
+
+
+def unsaved_post(fields, like=None):
+    """A post built from editor fields and never added to the session: what a preview shows."""
+    now = utcnow()
+    values = {name: value for name, value in fields.items() if name != "tags"}
+    post = Post(
+        **values,
+        tags=unsaved_tags(fields["tags"]),
+        is_demo=like.is_demo if like else False,
+        published_at=(like.published_at if like else None) or now,
+        created_at=like.created_at if like else now,
+        updated_at=now,
+    )
+    post.body_html = render_markdown(post.body_markdown)
+    post.word_count = count_words(post.body_markdown)
+    return post

@@ -1,6 +1,6 @@
 import re
 
-from flask import Blueprint, abort, current_app, make_response, render_template, request
+from flask import Blueprint, abort, current_app, render_template, request
 
 from app.posts import queries
 from app.types import utcnow
@@ -16,23 +16,19 @@ PAGE_NUMBER = re.compile(r"[1-9][0-9]{0,5}")
 @blueprint.get("/posts/")
 def index():
     posts = queries.page_of_posts(current_page(), current_app.config["POSTS_PER_PAGE"])
-    return with_last_modified(
-        render_template("posts/index.html", posts=posts, tags=queries.tags_in_use()),
-        queries.last_change(),
-    )
+    return render_template("posts/index.html", posts=posts, tags=queries.tags_in_use())
 
 
 @blueprint.get("/posts/<slug>")
 def detail(slug):
     post = queries.published_post(slug) or abort(404)
     related = queries.related(post, RELATED_POSTS)
-    page = render_template(
+    return render_template(
         "posts/detail.html",
         post=post,
         related=related,
         latest=queries.latest(LATEST_POSTS, exclude=[post, *related]),
     )
-    return with_last_modified(page, queries.last_change())
 
 
 @blueprint.get("/tags/<slug>")
@@ -41,20 +37,14 @@ def tag(slug):
     posts = queries.page_of_posts(current_page(), current_app.config["POSTS_PER_PAGE"], tag=tag)
     if not posts.total:
         abort(404)
-    return with_last_modified(
-        render_template("posts/tag.html", tag=tag, posts=posts), queries.last_change()
-    )
+    return render_template("posts/tag.html", tag=tag, posts=posts)
 
 
 @blueprint.get("/feed.xml")
 def feed():
-    updated = queries.last_change()
-    body = render_template(
-        "posts/feed.xml", posts=queries.latest(FEED_ENTRIES), updated=updated or utcnow()
-    )
-    response = make_response(body)
-    response.mimetype = "application/atom+xml"
-    return with_last_modified(response, updated)
+    updated = queries.last_change() or utcnow()
+    body = render_template("posts/feed.xml", posts=queries.latest(FEED_ENTRIES), updated=updated)
+    return body, {"Content-Type": "application/atom+xml; charset=utf-8"}
 
 
 @blueprint.get("/sitemap.xml")
@@ -62,9 +52,7 @@ def sitemap():
     body = render_template(
         "posts/sitemap.xml", posts=queries.latest(None), updated=queries.last_change()
     )
-    response = make_response(body)
-    response.mimetype = "application/xml"
-    return with_last_modified(response, queries.last_change())
+    return body, {"Content-Type": "application/xml; charset=utf-8"}
 
 
 def current_page():
@@ -73,10 +61,3 @@ def current_page():
     if not PAGE_NUMBER.fullmatch(raw):
         abort(404)
     return int(raw)
-
-
-def with_last_modified(page, moment):
-    response = make_response(page)
-    if moment is not None:
-        response.last_modified = moment
-    return response

@@ -1,0 +1,131 @@
+"""Cover images uploaded by staff: checked by content, stored by content hash, served from /media/.
+
+Post.cover_image holds either a file under static/ ("img/covers/x.png", the demo posts) or an
+upload ("media/<sha256>.<ext>"); the template global cover_url() turns either into a URL.
+"""
+
+import hashlib
+import os
+import re
+import secrets
+from io import BytesIO
+from pathlib import Path
+
+from flask import Blueprint, abort, current_app, send_from_directory, url_for
+from PIL import Image, UnidentifiedImageError
+from sqlalchemy import func, select
+
+from app.assets import asset_url
+from app.extensions import db
+from app.posts.models import Post
+
+blueprint = Blueprint("media", __name__)
+
+MEDIA_PREFIX = "media/"
+MAX_COVER_PIXELS = 40_000_000
+ONE_YEAR = 365 * 24 * 3600
+# Pillow's name for each accepted format -> (file extension, Content-Type).
+FORMATS = {
+    "PNG": ("png", "image/png"),
+    "JPEG": ("jpg", "image/jpeg"),
+    "WEBP": ("webp", "image/webp"),
+    "GIF": ("gif", "image/gif"),
+}
+MIMETYPES = dict(FORMATS.values())
+NOT_AN_IMAGE = "That file is not an image we accept. Upload a PNG, JPEG, WebP or GIF."
+TOO_MANY_PIXELS = "That image has too many pixels. Scale it down, e.g. to 2400 by 1260 pixels."
+STORED_NAME = re.compile(r"[0-9a-f]{64}\.(png|jpg|webp|gif)")
+
+
+class InvalidImage(ValueError):
+    """The upload is not an image this site accepts; the message tells the editor why."""
+
+
+def upload_folder():
+    return Path(current_app.config["UPLOAD_FOLDER"])
+
+
+def max_cover_bytes():
+    return current_app.config["MAX_COVER_BYTES"]
+
+
+def megabytes(size):
+    return f"{size / (1024 * 1024):.3g} MB"
+
+
+def store_cover(stream):
+    """Check an uploaded file and store it; return its Post.cover_image value."""
+    data = stream.read(max_cover_bytes() + 1)
+    if len(data) > max_cover_bytes():
+        raise InvalidImage(f"The image is too large: the limit is {megabytes(max_cover_bytes())}.")
+    extension = image_extension(data)
+    name = f"{hashlib.sha256(data).hexdigest()}.{extension}"
+    path = upload_folder() / name
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{name}.{secrets.token_hex(8)}")
+        partial.write_bytes(data)
+        os.replace(partial, path)
+    return MEDIA_PREFIX + name
+
+
+def image_extension(data):
+    """The extension for these bytes if Pillow reads them as a PNG, JPEG, WebP or GIF image."""
+    try:
+        with Image.open(BytesIO(data)) as image:
+            kind, pixels = image.format, image.width * image.height
+            image.verify()
+    except UnidentifiedImageError:
+        raise InvalidImage(NOT_AN_IMAGE) from None
+    except Image.DecompressionBombError:
+        raise InvalidImage(TOO_MANY_PIXELS) from None
+    except (OSError, SyntaxError, ValueError):
+        raise InvalidImage("That image is damaged or incomplete. Export it again.") from None
+    if kind not in FORMATS:
+        raise InvalidImage(NOT_AN_IMAGE)
+    if pixels > MAX_COVER_PIXELS:
+        raise InvalidImage(TOO_MANY_PIXELS)
+    return FORMATS[kind][0]
+
+
+def is_stored_cover(value):
+    """True if value names an upload that exists (a hidden form field may have been altered)."""
+    if not value or not value.startswith(MEDIA_PREFIX):
+        return False
+    name = value.removeprefix(MEDIA_PREFIX)
+    return bool(STORED_NAME.fullmatch(name)) and (upload_folder() / name).is_file()
+
+
+def discard_unused(value):
+    """Delete an uploaded cover no post uses any more (content-hashed files can be shared)."""
+    if not is_stored_cover(value):
+        return
+    users = db.session.scalar(select(func.count(Post.id)).where(Post.cover_image == value))
+    if not users:
+        (upload_folder() / value.removeprefix(MEDIA_PREFIX)).unlink(missing_ok=True)
+
+
+@blueprint.app_template_global()
+def cover_url(value, external=False):
+    """URL of a cover image: an upload under /media/ or a file under static/."""
+    if value.startswith(MEDIA_PREFIX):
+        url = url_for("media.cover", name=value.removeprefix(MEDIA_PREFIX))
+    elif external:
+        url = url_for("static", filename=value)
+    else:
+        return asset_url(value)
+    return current_app.config["SITE_URL"] + url if external else url
+
+
+@blueprint.get("/media/<name>")
+def cover(name):
+    match = STORED_NAME.fullmatch(name) or abort(404)
+    response = send_from_directory(
+        upload_folder(), name, mimetype=MIMETYPES[match.group(1)], max_age=ONE_YEAR
+    )
+    # The name is the content's hash: it never changes, so it can be cached for good.
+    response.cache_control.public = True
+    response.cache_control.immutable = True
+    response.headers["Content-Disposition"] = "inline"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response

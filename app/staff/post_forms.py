@@ -1,0 +1,178 @@
+"""The post editor's form: every field a post has, its publishing choice, and its checks."""
+
+from datetime import UTC
+from functools import partial
+
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileField
+from wtforms import (
+    BooleanField,
+    DateTimeLocalField,
+    HiddenField,
+    StringField,
+    TextAreaField,
+)
+from wtforms.validators import AnyOf, DataRequired, Length, ValidationError
+
+from app.posts import services, uploads
+from app.types import utcnow
+
+ACTIONS = ("save", "publish", "schedule", "unpublish")
+MAX_TAGS = 12
+MAX_TAG_LENGTH = 80
+
+
+class UTCDateTimeField(DateTimeLocalField):
+    """A datetime-local input read as UTC; left empty it is None, not an error."""
+
+    def process_formdata(self, valuelist):
+        if valuelist and valuelist[0].strip():
+            super().process_formdata(valuelist)
+            self.data = self.data.replace(tzinfo=UTC)
+
+
+def strip(value):
+    return value.strip() if isinstance(value, str) else value
+
+
+class PostForm(FlaskForm):
+    # Validation runs in declaration order: cover is stored before cover_alt is checked.
+    title = StringField(
+        "Title",
+        validators=[DataRequired("Give the post a title."), Length(max=200)],
+        filters=[strip],
+    )
+    slug = StringField("Slug", filters=[strip])
+    standfirst = TextAreaField("Standfirst", validators=[Length(max=1000)], filters=[strip])
+    body_markdown = TextAreaField("Body", validators=[Length(max=200_000)])
+    tag_names = StringField("Tags", validators=[Length(max=1000)])
+    source_markdown = StringField("Source", validators=[Length(max=500)], filters=[strip])
+    meta_description = TextAreaField(
+        "Meta description", validators=[Length(max=300)], filters=[strip]
+    )
+    cover = FileField("Image file", render_kw={"accept": ",".join(uploads.MIMETYPES.values())})
+    uploaded_cover = HiddenField()
+    remove_cover = BooleanField("Remove the cover image")
+    cover_alt = StringField(
+        "Cover image description", validators=[Length(max=300)], filters=[strip]
+    )
+    publish_at = UTCDateTimeField(
+        "Publish at (UTC)", format=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]
+    )
+    action = HiddenField(default="save", validators=[AnyOf(ACTIONS)])
+
+    def __init__(self, *args, post=None, **kwargs):
+        super().__init__(*args, obj=post, **kwargs)
+        self.post = post
+        if post is not None and not self.is_submitted():
+            self.tag_names.data = ", ".join(tag.name for tag in post.tags)
+            if services.status(post) == "scheduled":
+                self.publish_at.data = post.published_at
+
+    def validate_slug(self, field):
+        field.data = services.slugify(field.data or self.title.data or "")
+        if not field.data:
+            raise ValidationError("Type a slug: letters or digits, joined by hyphens.")
+        other = services.post_by_slug(field.data)
+        if other is not None and other is not self.post:
+            raise ValidationError(slug_taken_message(field.data))
+
+    def validate_standfirst(self, field):
+        if self.goes_public() and not field.data:
+            raise ValidationError("Write a standfirst: readers see it under the title.")
+
+    def validate_body_markdown(self, field):
+        if self.goes_public() and not field.data.strip():
+            raise ValidationError("Write the body of the post before publishing it.")
+
+    def validate_tag_names(self, field):
+        names = self.tags()
+        if len(names) > MAX_TAGS:
+            raise ValidationError(f"Use at most {MAX_TAGS} tags.")
+        if any(len(name) > MAX_TAG_LENGTH for name in names):
+            raise ValidationError(f"Keep each tag under {MAX_TAG_LENGTH} characters.")
+
+    def validate_cover(self, field):
+        if field.data:
+            try:
+                self.uploaded_cover.data = uploads.store_cover(field.data.stream)
+            except uploads.InvalidImage as error:
+                raise ValidationError(str(error)) from None
+
+    def validate_uploaded_cover(self, field):
+        if field.data and not uploads.is_stored_cover(field.data):
+            field.data = ""
+            raise ValidationError("The image chosen earlier is no longer here. Choose it again.")
+
+    def validate_cover_alt(self, field):
+        if self.cover_image() and not field.data:
+            raise ValidationError(
+                "Describe the image for people who cannot see it, e.g. “Battery cells on a "
+                "production line”."
+            )
+
+    def validate_publish_at(self, field):
+        if self.intent() != "schedule":
+            return
+        if field.data is None:
+            raise ValidationError("Choose the date and time (UTC) to publish the post.")
+        if field.data <= utcnow():
+            raise ValidationError(
+                "Choose a time in the future (UTC). To publish straight away, use Publish now."
+            )
+
+    def intent(self):
+        """The action asked for; saving a scheduled post with a new time reschedules it."""
+        if (
+            self.action.data == "save"
+            and self.post is not None
+            and services.status(self.post) == "scheduled"
+            and self.publish_at.data != self.post.published_at
+        ):
+            return "schedule"
+        return self.action.data
+
+    def goes_public(self):
+        if self.intent() in ("publish", "schedule"):
+            return True
+        return self.intent() == "save" and self.post is not None and bool(self.post.published_at)
+
+    def tags(self):
+        return [name.strip() for name in (self.tag_names.data or "").split(",") if name.strip()]
+
+    def cover_image(self):
+        """The cover after this submission: a new upload, none if removed, else the saved one."""
+        if self.uploaded_cover.data and uploads.is_stored_cover(self.uploaded_cover.data):
+            return self.uploaded_cover.data
+        if self.remove_cover.data or self.post is None:
+            return None
+        return self.post.cover_image
+
+    def post_fields(self):
+        """The editor's values as services.apply_fields expects them."""
+        cover = self.cover_image()
+        return {
+            "slug": services.slugify(self.slug.data or self.title.data or ""),
+            "title": self.title.data or "",
+            "standfirst": self.standfirst.data or "",
+            "body_markdown": self.body_markdown.data or "",
+            "source_markdown": self.source_markdown.data or "",
+            "meta_description": self.meta_description.data or "",
+            "cover_image": cover,
+            "cover_alt": (self.cover_alt.data or "") if cover else "",
+            "tags": self.tags(),
+        }
+
+    def publication(self):
+        """The change of publication this submission asks for, as a services function."""
+        if self.intent() == "schedule":
+            return partial(services.schedule, moment=self.publish_at.data)
+        return {"publish": services.publish, "unpublish": services.unpublish}.get(self.intent())
+
+
+def slug_taken_message(slug):
+    return f"Another post already uses the address /posts/{slug}. Choose another slug."
+
+
+class DeleteForm(FlaskForm):
+    """Only a CSRF token: the POST itself is the confirmation."""
