@@ -49,6 +49,10 @@ lint: $(VENV)/.installed-dev ## Check style with ruff
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+.PHONY: bench
+bench: $(VENV)/.installed-dev ## Time the staff inbox with 1,000 and 100,000 leads (PostgreSQL)
+	$(BIN)/python bench/inbox.py
+
 .PHONY: browser
 browser: ## Install Debian's Chromium for the browser tests (needs root)
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
