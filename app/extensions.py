@@ -25,8 +25,13 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+def include_in_autogenerate(object, name, type_, reflected, compare_to):
+    """Leave out the PostgreSQL-only search index made by hand in migration 0003."""
+    return not (type_ == "index" and reflected and name == "ix_leads_search")
+
+
 db = SQLAlchemy(model_class=Base)
-migrate = Migrate(render_as_batch=True, compare_type=True)
+migrate = Migrate(render_as_batch=True, compare_type=True, include_object=include_in_autogenerate)
 compress = Compress()
 mail = SiteMail()
 limiter = Limiter(key_func=get_remote_address)

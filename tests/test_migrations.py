@@ -2,7 +2,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask_migrate import downgrade, upgrade
 
-from app.extensions import db
+from app.extensions import db, include_in_autogenerate
 from tests.conftest import ROOT
 
 MIGRATIONS = str(ROOT / "migrations")
@@ -10,7 +10,8 @@ MIGRATIONS = str(ROOT / "migrations")
 
 def schema_differences():
     with db.engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        options = {"compare_type": True, "include_object": include_in_autogenerate}
+        context = MigrationContext.configure(connection, opts=options)
         return compare_metadata(context, db.metadata)
 
 
