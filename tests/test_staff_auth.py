@@ -33,6 +33,11 @@ def test_every_staff_url_refuses_an_anonymous_client(app, client):
             assert "no-store" in response.headers["Cache-Control"], url
 
 
+def test_an_anonymous_visitor_is_told_why_they_must_log_in(client):
+    response = client.get("/staff/leads/", follow_redirects=True)
+    assert "Please log in to see that page." in response.text
+
+
 def test_login_redirects_to_a_safe_next(client, make_user):
     user = make_user()
     token = csrf_token(client, "/staff/login?next=/staff/")

@@ -29,7 +29,6 @@ blueprint = Blueprint("auth", __name__)
 LOGIN_FAILED = "That email address and password do not match an active account."
 
 login_manager.login_view = "staff.auth.login"
-login_manager.login_message = "Please log in to see that page."
 login_manager.session_protection = None  # the server-side session row is the protection
 
 

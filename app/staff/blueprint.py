@@ -1,6 +1,6 @@
 """The staff area: every page behind a login, none of it cacheable."""
 
-from flask import Blueprint, redirect, request, url_for
+from flask import Blueprint, flash, redirect, request, url_for
 from flask_login import current_user
 
 from app.staff import auth, dashboard, leads, posts
@@ -22,6 +22,7 @@ def require_login():
     """One guard for the whole area, so no page can forget its own check."""
     if request.endpoint in OPEN_ENDPOINTS or current_user.is_authenticated:
         return None
+    flash("Please log in to see that page.", "info")
     return redirect(url_for("staff.auth.login", next=request.full_path.rstrip("?")))
 
 
