@@ -50,8 +50,17 @@ def deliver(once, interval):
     """Send due notification emails from the outbox; safe to run several at once."""
     worker = worker_name()
     while True:
-        report = deliver_due(worker)
-        db.session.remove()
+        try:
+            report = deliver_due(worker)
+        except Exception:
+            # The database went away, say: a worker keeps going and tries again later.
+            if once:
+                raise
+            current_app.logger.exception("Outbox delivery failed; retrying in %s s", interval)
+            time.sleep(interval)
+            continue
+        finally:
+            db.session.remove()
         if report.sent or report.retrying or report.failed:
             click.echo(f"{report.sent} sent, {report.retrying} to retry, {report.failed} failed.")
         for error in report.errors:

@@ -15,6 +15,7 @@ from markupsafe import escape
 from sqlalchemy import select, update
 
 from app.extensions import db
+from app.leads import delivery
 from app.leads.models import Lead, OutboxMessage
 from app.leads.services import queue_notifications
 from app.types import utcnow
@@ -435,3 +436,41 @@ def test_a_broken_email_template_is_recorded_against_the_message(
     assert all(m.last_error.startswith("UndefinedError") for m in notifications)
     assert all(m.claimed_by is None for m in notifications)
     assert [m.kind for m in outbox() if m.status == "sent"] == ["lead_acknowledgment"]
+
+
+def test_a_non_ascii_address_never_holds_up_the_outbox(app, runner, make_lead, smtp_server):
+    smtp_server.configure(app)
+    queue_for(make_lead(name="José", email="josé@example.org"))
+    queue_for(make_lead(name="Ana", email="ana@exämple.org"))
+
+    result = deliver(runner)
+
+    notifications = [r.message for r in smtp_server.messages if r.rcpt_tos[0] in STAFF]
+    assert len(notifications) == 4  # both leads reach both staff addresses
+    jose, ana = ([m for m in notifications if name in m["Subject"]] for name in ("José", "Ana"))
+    assert [m["Reply-To"] for m in jose] == [None, None]  # staff reply to the address shown
+    assert {address(m["Reply-To"]) for m in ana} == {("Ana", "ana@xn--exmple-cua.org")}
+    jose_ack = next(m for m in outbox() if m.recipient == "josé@example.org")
+    assert (jose_ack.status, jose_ack.attempts) == ("failed", 1)
+    assert jose_ack.last_error.startswith("UnicodeEncodeError")
+    assert all(m.claimed_by is None for m in outbox())
+    assert "1 failed" in result.output
+
+
+def test_a_message_whose_lease_another_worker_took_is_not_sent(app, make_lead, smtp_server):
+    smtp_server.configure(app)
+    queue_for(make_lead())
+    claimed = delivery.claim_due("worker-a", utcnow())
+    stolen = claimed[0]
+    db.session.execute(
+        update(OutboxMessage).where(OutboxMessage.id == stolen.id).values(claimed_by="worker-b")
+    )
+    db.session.commit()
+
+    report = delivery.DeliveryReport()
+    assert delivery.send_batch(claimed, report, "worker-a")
+
+    assert report.sent == len(claimed) - 1
+    sent_ids = {received.message["Message-ID"] for received in smtp_server.messages}
+    assert not any(f"outbox-{stolen.id}." in message_id for message_id in sent_ids)
+    assert (stolen.status, stolen.claimed_by) == ("pending", "worker-b")

@@ -38,7 +38,7 @@ MESSAGE_ERRORS = (
     TemplateError,
 )
 # Retrying cannot fix these: a header value with a line break stays one.
-PERMANENT_ERRORS = (BadHeaderError,)
+PERMANENT_ERRORS = (BadHeaderError, UnicodeError)
 CONNECTION_ERRORS = (smtplib.SMTPException, OSError)
 
 
@@ -93,17 +93,18 @@ def deliver_due(worker=None):
     started = utcnow()
     report = DeliveryReport()
     while messages := claim_due(worker, started):
-        if not send_batch(messages, report):
+        if not send_batch(messages, report, worker):
             break
     return report
 
 
-def send_batch(messages, report):
+def send_batch(messages, report, worker):
     """Send claimed messages over one connection; False if the connection failed."""
     try:
         with mail.connect() as connection:
             for message in messages:
-                send_one(connection, message, report)
+                if renew_claim(message, worker):
+                    send_one(connection, message, report)
     except CONNECTION_ERRORS as error:
         # Refused, timed out, disconnected, login refused: every message still claimed waits.
         for message in messages:
@@ -113,10 +114,31 @@ def send_batch(messages, report):
     return True
 
 
+def renew_claim(message, worker):
+    """Extend this worker's lease before sending; False if the lease ran out and another
+    worker has taken the message (a slow server can outlast a whole batch's lease)."""
+    renewed = db.session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == message.id, OutboxMessage.claimed_by == worker)
+        .values(claim_expires_at=utcnow() + CLAIM_LEASE)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    return renewed.rowcount == 1
+
+
 def send_one(connection, message, report):
     try:
         connection.send(build_email(message))
     except MESSAGE_ERRORS as error:
+        record_failure(message, error, report)
+        return
+    except CONNECTION_ERRORS:
+        raise
+    except Exception as error:
+        # Anything else went wrong before a byte was sent (building the message, encoding an
+        # address): record it against this message so it cannot hold up the others.
+        current_app.logger.exception("Could not send outbox message %s", message.id)
         record_failure(message, error, report)
         return
     message.status = "sent"
@@ -166,10 +188,25 @@ def build_email(outbox_message):
     email.extra_headers = {"X-Lead-Reference": lead.reference}
     if outbox_message.kind == "lead_notification":
         # Form values: a line break in a header value could add a header or a recipient.
-        email.reply_to = (one_line(lead.name), one_line(lead.email))
+        reply_to = ascii_address(one_line(lead.email))
+        if reply_to:
+            email.reply_to = (one_line(lead.name), reply_to)
     else:
         email.reply_to = (config["SITE_NAME"], config["SITE_EMAIL"])
     return email
+
+
+def ascii_address(address):
+    """The address as plain ASCII (a Unicode domain in its IDNA form), or None when its
+    local part is not ASCII: such a Reply-To needs SMTPUTF8, which Flask-Mail cannot send.
+    Staff then reply to the address shown in the email."""
+    local, _, domain = address.rpartition("@")
+    if not local.isascii():
+        return None
+    try:
+        return f"{local}@{domain.encode('idna').decode('ascii')}"
+    except UnicodeError:
+        return None
 
 
 def resend(message):
