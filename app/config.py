@@ -45,6 +45,9 @@ DEFAULTS = {
     "CONTENT_DIR": None,
     "UPLOAD_FOLDER": None,
     "MAX_COVER_BYTES": 5 * 1024 * 1024,
+    # Any request body: a larger one gets 413 unread. The post editor and the contact form
+    # set their own per-request caps (app/staff/posts.py, app/leads/protection.py).
+    "MAX_CONTENT_LENGTH": 8 * 1024 * 1024,
     "SESSION_COOKIE_HTTPONLY": True,
     "SESSION_COOKIE_SAMESITE": "Lax",
     # Only the staff area uses a session; public pages never receive the cookie.
@@ -70,6 +73,7 @@ ENVIRONMENT = {
     "CONTENT_DIR": ("CONTENT_DIR", str),
     "UPLOAD_FOLDER": ("UPLOAD_FOLDER", str),
     "MAX_COVER_BYTES": ("MAX_COVER_BYTES", int),
+    "MAX_CONTENT_LENGTH": ("MAX_CONTENT_LENGTH", int),
     "MAIL_SERVER": ("MAIL_SERVER", str),
     "MAIL_PORT": ("MAIL_PORT", int),
     "MAIL_USE_TLS": ("MAIL_USE_TLS", bool),

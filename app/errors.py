@@ -39,7 +39,8 @@ def csrf_error(error):
         "This form expired or was sent from another page, so nothing was changed. "
         "Go back, reload the page and try again."
     )
-    return render_template("errors/generic.html", error=error, description=description), 400
+    response = render_template("errors/generic.html", error=error, description=description)
+    return response, 400, [NO_STORE]
 
 
 def server_error(error):

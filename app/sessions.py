@@ -9,7 +9,8 @@ class StaffOnlySessionInterface(SecureCookieSessionInterface):
     Writing to it raises, so a public page cannot start a session by mistake."""
 
     def open_session(self, app, request):
-        if not request.path.startswith(app.config["SESSION_COOKIE_PATH"]):
+        prefix = app.config["SESSION_COOKIE_PATH"].rstrip("/")
+        if request.path != prefix and not request.path.startswith(prefix + "/"):
             return None
         return super().open_session(app, request)
 

@@ -1,6 +1,7 @@
 """Caching, cookies, compression, security headers and markup rules on every public page."""
 
 import gzip
+import io
 import re
 
 import brotli
@@ -197,3 +198,64 @@ def test_production_adds_hsts(make_app):
     app = make_app(APP_ENV="production")
     response = app.test_client().get("/robots.txt")
     assert response.headers["Strict-Transport-Security"].startswith("max-age=")
+
+
+def test_a_csrf_error_page_is_not_cached(make_app):
+    app = make_app()
+    app.add_url_rule("/protected", "protected", lambda: "changed", methods=["POST"])
+
+    response = app.test_client().post("/protected")
+
+    assert response.status_code == 400
+    assert "This form expired" in response.text
+    assert "no-store" in response.headers.get("Cache-Control", "")
+
+
+class WatchedBody(io.BytesIO):
+    """A request body that records whether anything read it."""
+
+    was_read = False
+
+    def read(self, *args):
+        self.was_read = True
+        return b""
+
+    def readinto(self, buffer):
+        self.was_read = True
+        return 0
+
+    read1 = readline = read
+
+
+def test_an_oversized_request_is_refused_unread_with_a_styled_413(client):
+    body = WatchedBody()
+    response = client.post(
+        "/staff/login",
+        input_stream=body,
+        content_type="application/x-www-form-urlencoded",
+        environ_overrides={"CONTENT_LENGTH": str(30 * 1024 * 1024)},
+    )
+
+    assert not body.was_read
+    assert response.status_code == 413
+    assert "larger than this page accepts" in response.text
+    assert 'class="site-footer"' in response.text
+    assert "no-store" in response.headers["Cache-Control"]
+
+
+def test_the_request_cap_leaves_room_for_a_cover_image_and_the_form(app):
+    assert app.config["MAX_CONTENT_LENGTH"] > app.config["MAX_COVER_BYTES"] + 1024 * 1024
+
+
+def test_sessions_open_only_under_the_staff_path(app):
+    interface = app.session_interface
+    for path, has_session in [
+        ("/staff", True),
+        ("/staff/leads/", True),
+        ("/staffing", False),
+        ("/staff-news", False),
+        ("/", False),
+    ]:
+        with app.test_request_context(path) as context:
+            session = interface.open_session(app, context.request)
+            assert (session is not None) is has_session, path

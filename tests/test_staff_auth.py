@@ -183,3 +183,15 @@ def test_login_is_throttled_per_account(client, app, make_user):
         )
         statuses.append(response.status_code)
     assert statuses == [401, 401, 401, 429]
+
+
+@pytest.mark.parametrize("field", ["email", "password"])
+@pytest.mark.parametrize("character", ["\x00", "\x01", "\x1f"])
+def test_a_control_character_in_the_login_is_a_mismatch_not_a_500(
+    client, make_user, field, character
+):
+    user = make_user()
+    data = {"email": user.email, "password": STAFF_PASSWORD, field: f"a{character}@agency.test"}
+    response = client.post("/staff/login", data={**data, "csrf_token": csrf_token(client)})
+    assert response.status_code == 401
+    assert "do not match an active account" in response.text

@@ -553,3 +553,31 @@ def test_an_editor_may_delete_posts(editor, client, make_post):
 
     assert response.status_code == 303
     assert post_count() == 0
+
+
+# Malformed submissions: a refusal beside the field, never a 500.
+
+
+def test_publishing_without_a_body_field_is_an_error_not_a_500(editor, client):
+    data = {"title": "Hello", "action": "publish", "csrf_token": csrf_token(client, NEW)}
+
+    response = client.post(NEW, data=data)
+
+    assert response.status_code == 422
+    assert "Write the body of the post before publishing it." in response.text
+    assert post_count() == 0
+
+
+def stored_text(post):
+    return [post.slug, post.title, post.standfirst, post.body_markdown] + [
+        tag.name for tag in post.tags
+    ]
+
+
+@pytest.mark.parametrize("field", ["title", "slug", "standfirst", "tag_names", "body_markdown"])
+def test_a_nul_byte_in_a_text_field_is_refused_or_dropped_not_a_500(editor, client, field):
+    response = submit(client, **{field: f"Before\x00after {fields()[field]}"})
+
+    assert response.status_code in {303, 422}
+    for post in db.session.scalars(select(Post)):
+        assert not any("\x00" in text for text in stored_text(post)), field

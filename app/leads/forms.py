@@ -9,6 +9,9 @@ from markupsafe import Markup
 from wtforms import BooleanField, EmailField, HiddenField, StringField, TelField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional, Regexp, ValidationError
 
+from app import validation
+from app.validation import strip, unix_newlines
+
 CONSENT_VERSION = "privacy-2026-11"
 # What the person agrees to, shown as the checkbox's label and stored with the lead.
 CONSENT_TEXT = (
@@ -17,19 +20,13 @@ CONSENT_TEXT = (
 )
 LIMITS = {"name": 100, "email": 254, "company": 150, "phone": 40, "message": 5000}
 
-# Control characters, C1 controls included, and the Unicode line and paragraph separators.
-_control_characters = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_message_control_characters = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
-def single_line(form, field):
-    if field.data and _control_characters.search(field.data):
-        raise ValidationError(f"{field.label.text} must be a single line of text.")
-
-
-def multi_line(form, field):
-    if field.data and _message_control_characters.search(field.data):
-        raise ValidationError("Your message contains characters we cannot accept.")
+single_line = validation.single_line(
+    "{label} must be a single line of text.",
+    characters=validation.CONTROL_CHARACTERS_AND_SEPARATORS,
+)
+multi_line = validation.refuse(
+    validation.MULTI_LINE_CONTROL_CHARACTERS, "Your message contains characters we cannot accept."
+)
 
 
 def deliverable_email(form, field):
@@ -44,15 +41,6 @@ def deliverable_email(form, field):
     except EmailNotValidError as error:
         raise ValidationError(f"Enter a valid email address: {error}") from error
     field.data = checked.normalized
-
-
-def strip(value):
-    return value.strip() if isinstance(value, str) else value
-
-
-def unix_newlines(value):
-    """Browsers send a line break as CR LF but count it as one character against maxlength."""
-    return value.replace("\r\n", "\n").replace("\r", "\n") if isinstance(value, str) else value
 
 
 def length(name, label):

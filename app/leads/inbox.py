@@ -248,16 +248,30 @@ def csv_cell(value):
     return "'" + text if text.startswith(FORMULA_PREFIXES) else text
 
 
+def elapsed(moment, now, units):
+    """How long ago in the largest unit that has passed, as (count, name), or None.
+
+    `units`: (name, seconds in one, shown from how many seconds), the largest first.
+    """
+    seconds = max(0, int((now - moment).total_seconds()))
+    for name, size, shown_from in units:
+        if seconds >= shown_from:
+            return seconds // size, name
+    return None
+
+
+DAY = 86400
+# "mo" only from 60 days on: 45 days reads better as "45 d" than "1 mo".
+AGE_LABEL_UNITS = (
+    ("y", 365 * DAY, 365 * DAY),
+    ("mo", 30 * DAY, 60 * DAY),
+    ("d", DAY, DAY),
+    ("h", 3600, 3600),
+    ("min", 60, 60),
+)
+
+
 def age_label(moment, now):
     """How long ago, at a glance: "now", "12 min", "3 h", "2 d", "5 mo", "2 y"."""
-    minutes = max(0, int((now - moment).total_seconds())) // 60
-    hours, days = minutes // 60, minutes // 1440
-    if days >= 365:
-        return f"{days // 365} y"
-    if days >= 60:
-        return f"{days // 30} mo"
-    if days:
-        return f"{days} d"
-    if hours:
-        return f"{hours} h"
-    return f"{minutes} min" if minutes else "now"
+    passed = elapsed(moment, now, AGE_LABEL_UNITS)
+    return "{} {}".format(*passed) if passed else "now"

@@ -1,3 +1,4 @@
+import re
 import secrets
 from datetime import datetime
 
@@ -10,6 +11,9 @@ from app.types import UTCDateTime, utcnow
 
 # Crockford's base32 without look-alike letters: easy to read out over the phone.
 REFERENCE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+# What new_reference() makes, in either letter case (staff may type one in lower case).
+REFERENCE = re.compile(r"LC-[0-9A-Z]{4}-[0-9A-Z]{4}", re.IGNORECASE)
 
 LEAD_STATUSES = ("new", "contacted", "qualified", "won", "lost", "spam")
 

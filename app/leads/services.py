@@ -1,19 +1,18 @@
 """Accepting a lead: stored with its attribution and its notifications in one transaction."""
 
-import re
 from urllib.parse import parse_qs, urlsplit
 
 from flask import current_app, request
+from sqlalchemy import select
 
 from app.extensions import db
 from app.leads import delivery
 from app.leads.forms import CONSENT_VERSION, consent_text
-from app.leads.models import Lead, OutboxMessage
+from app.leads.models import REFERENCE, Lead, OutboxMessage
 from app.leads.protection import allowed_origins, origin_of
+from app.validation import CONTROL_CHARACTERS
 
 UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
-
-_control_characters = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def submit_lead(form, spam_reason=None):
@@ -37,6 +36,13 @@ def submit_lead(form, spam_reason=None):
     db.session.commit()
     delivery.wake()
     return lead
+
+
+def lead_by_reference(reference):
+    """The lead with exactly this reference, or None (also for text that is no reference)."""
+    if not REFERENCE.fullmatch(reference):
+        return None
+    return db.session.scalars(select(Lead).where(Lead.reference == reference)).first()
 
 
 def queue_notifications(lead):
@@ -73,4 +79,4 @@ def is_own_page(url):
 
 def clean(value, limit):
     """What fits in the column, without control characters (PostgreSQL refuses NUL in text)."""
-    return _control_characters.sub("", value or "")[:limit]
+    return CONTROL_CHARACTERS.sub("", value or "")[:limit]

@@ -1,5 +1,3 @@
-import re
-
 from flask import (
     Blueprint,
     abort,
@@ -10,13 +8,11 @@ from flask import (
     request,
     url_for,
 )
-from sqlalchemy import select
 
-from app.extensions import db, limiter
+from app.extensions import limiter
 from app.leads import delivery, protection
 from app.leads.forms import LIMITS, ContactForm, consent_label
-from app.leads.models import Lead
-from app.leads.services import submit_lead
+from app.leads.services import lead_by_reference, submit_lead
 
 blueprint = Blueprint("leads", __name__)
 
@@ -24,7 +20,6 @@ STALE_FORM_MESSAGE = (
     "This form was open for a long time, so we could not be sure it came from you. "
     "Everything you typed is still here: please check it and send it again."
 )
-REFERENCE = re.compile(r"LC-[0-9A-Z]{4}-[0-9A-Z]{4}")
 
 
 @blueprint.before_app_request
@@ -70,9 +65,7 @@ def show_again(form, stale):
 
 @blueprint.get("/contact/thanks/<reference>")
 def thanks(reference):
-    if not REFERENCE.fullmatch(reference):
-        abort(404)
-    lead = db.session.scalars(select(Lead).where(Lead.reference == reference)).first()
+    lead = lead_by_reference(reference)
     if lead is None:
         abort(404)
     response = current_app.make_response(render_template("leads/thanks.html", lead=lead))

@@ -1,6 +1,6 @@
-"""Read-side queries for published posts; every one is portable SQL (SQLite and PostgreSQL)."""
+"""Read-side queries for posts; every one is portable SQL (SQLite and PostgreSQL)."""
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 
 from app.extensions import db
 from app.posts.models import Post, Tag, post_tags
@@ -28,6 +28,22 @@ def page_of_posts(page, per_page, tag=None):
     if tag is not None:
         query = query.where(Post.tags.contains(tag))
     return db.paginate(query, page=page, per_page=per_page, error_out=True, count=True)
+
+
+def every_post_page(per_page):
+    """A page (number read from the request) of every post, for the editors' list.
+
+    Drafts, then scheduled, then published; newest first within each.
+    """
+    stage = case(
+        (Post.published_at.is_(None), 0),
+        (Post.published_at > utcnow(), 1),
+        else_=2,
+    )
+    query = select(Post).order_by(
+        stage, Post.published_at.desc(), Post.updated_at.desc(), Post.id.desc()
+    )
+    return db.paginate(query, per_page=per_page, max_per_page=per_page)
 
 
 def published_post(slug):

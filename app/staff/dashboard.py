@@ -3,13 +3,14 @@
 from flask import Blueprint, current_app, render_template, request, url_for
 
 from app.leads import stats
+from app.leads.inbox import elapsed
 from app.staff import charts
 from app.types import utcnow
 
 blueprint = Blueprint("dashboard", __name__)
 
 LEAD_ENDPOINT = "staff.leads.show"
-AGE_UNITS = (("day", 86400), ("hour", 3600), ("minute", 60))
+AGE_UNITS = (("day", 86400, 86400), ("hour", 3600, 3600), ("minute", 60, 60))
 KIND_LABELS = {
     "lead_notification": "New lead alert to staff",
     "lead_acknowledgment": "Acknowledgement to the enquirer",
@@ -99,9 +100,9 @@ def lead_url(reference):
 
 
 def age(moment, now):
-    seconds = max(0, (now - moment).total_seconds())
-    for unit, size in AGE_UNITS:
-        if seconds >= size:
-            count = int(seconds // size)
-            return f"{count} {unit}{'' if count == 1 else 's'} ago"
-    return "just now"
+    """How long ago, in words: "just now", "1 minute ago", "3 hours ago", "2 days ago"."""
+    passed = elapsed(moment, now, AGE_UNITS)
+    if passed is None:
+        return "just now"
+    count, unit = passed
+    return f"{count} {unit}{'' if count == 1 else 's'} ago"

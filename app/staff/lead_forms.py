@@ -1,7 +1,5 @@
 """Forms of the staff lead pages: the inbox filters (GET) and every action on a lead (POST)."""
 
-import re
-
 from flask_wtf import FlaskForm
 from wtforms import (
     DateField,
@@ -17,33 +15,13 @@ from wtforms.validators import AnyOf, DataRequired, Length, Optional, Validation
 
 from app.leads.inbox import Cursor, Filters, InvalidCursor
 from app.leads.models import LEAD_STATUSES
+from app.validation import drop_control_characters, single_line, strip, unix_newlines
 
 STATUS_CHOICES = [SelectChoice(status, status.capitalize()) for status in LEAD_STATUSES]
 MAX_SEARCH = 200
 MAX_SOURCE = 500
 MAX_NOTE = 5000
 MAX_BULK = 500
-
-_control_characters = re.compile(r"[\x00-\x1f\x7f]")
-_note_control_characters = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
-def strip(value):
-    return value.strip() if isinstance(value, str) else value
-
-
-def single_line(form, field):
-    # PostgreSQL refuses NUL in text: a control character here would be a server error.
-    if field.data and _control_characters.search(field.data):
-        raise ValidationError(f"{field.label.text} must be plain text on one line.")
-
-
-def clean_note(value):
-    """Unix line breaks, no control characters other than tab and line break, trimmed."""
-    if not isinstance(value, str):
-        return value
-    value = value.replace("\r\n", "\n").replace("\r", "\n")
-    return _note_control_characters.sub("", value).strip()
 
 
 class IsoDateField(DateField):
@@ -96,7 +74,7 @@ class InboxFilterForm(Form):
         filters=[strip],
         validators=[
             Length(max=MAX_SOURCE, message=f"Source page: at most {MAX_SOURCE} characters."),
-            single_line,
+            single_line(),
         ],
     )
     q = StringField(
@@ -105,7 +83,7 @@ class InboxFilterForm(Form):
         filters=[strip],
         validators=[
             Length(max=MAX_SEARCH, message=f"Search: at most {MAX_SEARCH} characters."),
-            single_line,
+            single_line(),
         ],
     )
     cursor = CursorField()
@@ -195,7 +173,8 @@ class AssignForm(FlaskForm):
 class NoteForm(FlaskForm):
     body = TextAreaField(
         "Add a note",
-        filters=[clean_note],
+        # Unix line breaks, no control characters other than tab and line break, trimmed.
+        filters=[unix_newlines, drop_control_characters, strip],
         validators=[
             DataRequired(message="Write the note before saving it."),
             Length(max=MAX_NOTE, message=f"A note can be at most {MAX_NOTE:,} characters."),

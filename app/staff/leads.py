@@ -1,6 +1,5 @@
 """Staff lead pages: the inbox, its CSV export and bulk actions, and each lead's own page."""
 
-import re
 from urllib.parse import urlsplit
 
 from flask import (
@@ -19,6 +18,7 @@ from werkzeug.exceptions import MethodNotAllowed
 
 from app.leads import inbox as leads_inbox
 from app.leads import workflow
+from app.leads.models import REFERENCE
 from app.staff.lead_forms import (
     AssignForm,
     BulkForm,
@@ -32,7 +32,6 @@ from app.types import utcnow
 
 blueprint = Blueprint("leads", __name__, url_prefix="/leads")
 
-REFERENCE = re.compile(r"LC-[0-9A-Z]{4}-[0-9A-Z]{4}", re.IGNORECASE)
 # Pages beside the leads that only take a POST: a GET routes to show() and must still be a 405.
 POST_ONLY_PAGES = {"bulk"}
 

@@ -16,6 +16,7 @@ from wtforms.validators import AnyOf, DataRequired, Length, ValidationError
 
 from app.posts import services, uploads
 from app.types import utcnow
+from app.validation import drop_control_characters, single_line, strip
 
 ACTIONS = ("save", "publish", "schedule", "unpublish")
 MAX_TAGS = 12
@@ -31,30 +32,33 @@ class UTCDateTimeField(DateTimeLocalField):
             self.data = self.data.replace(tzinfo=UTC)
 
 
-def strip(value):
-    return value.strip() if isinstance(value, str) else value
-
-
 class PostForm(FlaskForm):
     # Validation runs in declaration order: cover is stored before cover_alt is checked.
     title = StringField(
         "Title",
-        validators=[DataRequired("Give the post a title."), Length(max=200)],
+        validators=[DataRequired("Give the post a title."), Length(max=200), single_line()],
         filters=[strip],
     )
-    slug = StringField("Slug", filters=[strip])
-    standfirst = TextAreaField("Standfirst", validators=[Length(max=1000)], filters=[strip])
-    body_markdown = TextAreaField("Body", validators=[Length(max=200_000)])
-    tag_names = StringField("Tags", validators=[Length(max=1000)])
-    source_markdown = StringField("Source", validators=[Length(max=500)], filters=[strip])
+    slug = StringField("Slug", validators=[single_line()], filters=[strip])
+    standfirst = TextAreaField(
+        "Standfirst", validators=[Length(max=1000), single_line()], filters=[strip]
+    )
+    # PostgreSQL refuses NUL in text: control characters in the body are dropped.
+    body_markdown = TextAreaField(
+        "Body", validators=[Length(max=200_000)], filters=[drop_control_characters]
+    )
+    tag_names = StringField("Tags", validators=[Length(max=1000), single_line()])
+    source_markdown = StringField(
+        "Source", validators=[Length(max=500), single_line()], filters=[strip]
+    )
     meta_description = TextAreaField(
-        "Meta description", validators=[Length(max=300)], filters=[strip]
+        "Meta description", validators=[Length(max=300), single_line()], filters=[strip]
     )
     cover = FileField("Image file", render_kw={"accept": ",".join(uploads.MIMETYPES.values())})
     uploaded_cover = HiddenField()
     remove_cover = BooleanField("Remove the cover image")
     cover_alt = StringField(
-        "Cover image description", validators=[Length(max=300)], filters=[strip]
+        "Cover image description", validators=[Length(max=300), single_line()], filters=[strip]
     )
     publish_at = UTCDateTimeField(
         "Publish at (UTC)", format=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]
@@ -82,7 +86,7 @@ class PostForm(FlaskForm):
             raise ValidationError("Write a standfirst: readers see it under the title.")
 
     def validate_body_markdown(self, field):
-        if self.goes_public() and not field.data.strip():
+        if self.goes_public() and not (field.data or "").strip():
             raise ValidationError("Write the body of the post before publishing it.")
 
     def validate_tag_names(self, field):

@@ -1,7 +1,6 @@
 """The post editor: list, create, edit, preview, publish, schedule, unpublish and delete."""
 
 from flask import Blueprint, flash, make_response, redirect, render_template, request, url_for
-from sqlalchemy import case, select
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.extensions import db
@@ -9,7 +8,6 @@ from app.posts import queries, services, uploads
 from app.posts.models import Post
 from app.posts.views import LATEST_POSTS, RELATED_POSTS
 from app.staff.post_forms import DeleteForm, PostForm, slug_taken_message
-from app.types import utcnow
 
 blueprint = Blueprint("posts", __name__, url_prefix="/posts")
 
@@ -49,20 +47,8 @@ def utc_time(moment):
 
 @blueprint.get("/")
 def index():
-    posts = db.paginate(listing(), per_page=POSTS_PER_PAGE, max_per_page=POSTS_PER_PAGE)
+    posts = queries.every_post_page(POSTS_PER_PAGE)
     return render_template("staff/posts/index.html", posts=posts)
-
-
-def listing():
-    """Every post: drafts, then scheduled, then published; newest first within each."""
-    stage = case(
-        (Post.published_at.is_(None), 0),
-        (Post.published_at > utcnow(), 1),
-        else_=2,
-    )
-    return select(Post).order_by(
-        stage, Post.published_at.desc(), Post.updated_at.desc(), Post.id.desc()
-    )
 
 
 @blueprint.route("/new", methods=["GET", "POST"])
