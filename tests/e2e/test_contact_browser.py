@@ -5,7 +5,6 @@ would, with a failed validation and its correction, and the lead that arrives in
 """
 
 import re
-from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy as sa
@@ -13,6 +12,7 @@ from playwright.sync_api import expect
 
 from app.extensions import db
 from app.leads.models import Lead, OutboxMessage
+from tests.e2e.browser import foreign_requests, watch_errors
 
 NOTIFY_TO = ["sales@agency.test", "founder@agency.test"]
 REFERENCE = re.compile(r"LC-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}")
@@ -86,42 +86,6 @@ def outbox_of(lead):
     return db.session.scalars(
         sa.select(OutboxMessage).where(OutboxMessage.lead_id == lead.id).order_by(OutboxMessage.id)
     ).all()
-
-
-def watch_errors(page, expected_statuses):
-    """Console errors (CSP violations included) and uncaught exceptions, as readable lines.
-
-    Chromium logs every document answered with an error status ("Failed to load resource:
-    the server responded with a status of 422"); the form is meant to answer a failed
-    validation with 422, so those lines go to `expected_statuses` for the test to check.
-    """
-    errors = []
-
-    def on_console(message):
-        status = re.match(r"Failed to load resource: .* status of (\d{3})\b", message.text)
-        if status:
-            expected_statuses.append((int(status.group(1)), message.location.get("url")))
-        elif message.type == "error" or "Content Security Policy" in message.text:
-            location = message.location
-            errors.append(
-                f"console.{message.type}: {message.text} "
-                f"({location.get('url')}:{location.get('lineNumber')})"
-            )
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda error: errors.append(f"pageerror: {error}"))
-    return errors
-
-
-def foreign_requests(request_log, base_url):
-    """Logged request URLs that went to any host but the live server."""
-    origin = urlsplit(base_url)
-    return [
-        url
-        for url in request_log
-        if urlsplit(url).scheme not in {"data", "blob"}
-        and (urlsplit(url).scheme, urlsplit(url).netloc) != (origin.scheme, origin.netloc)
-    ]
 
 
 def arrive_on_post_from_a_utm_link(page, live_server, slug):

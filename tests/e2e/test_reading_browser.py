@@ -7,6 +7,8 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import expect
 
+from tests.e2e.browser import foreign_requests, watch_errors
+
 SITE_URL = "https://agency.test"  # the `app` fixture's SITE_URL: canonical links point there
 POST_SLUG = "casip-solid-state-battery-consortium"
 POST_PATH = f"/posts/{POST_SLUG}"
@@ -48,34 +50,6 @@ document.addEventListener("securitypolicyviolation", (event) => {
   );
 });
 """
-
-
-def foreign_requests(request_log, base_url):
-    """Logged request URLs that went to any host but the live server."""
-    origin = urlsplit(base_url)
-    return [
-        url
-        for url in request_log
-        if urlsplit(url).scheme not in {"data", "blob"}
-        and (urlsplit(url).scheme, urlsplit(url).netloc) != (origin.scheme, origin.netloc)
-    ]
-
-
-def watch_errors(page):
-    """Console errors (CSP reports included) and uncaught exceptions, as readable lines."""
-    errors = []
-
-    def on_console(message):
-        if message.type == "error" or "Content Security Policy" in message.text:
-            location = message.location
-            errors.append(
-                f"console.{message.type}: {message.text} "
-                f"({location.get('url')}:{location.get('lineNumber')})"
-            )
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda error: errors.append(f"pageerror: {error}"))
-    return errors
 
 
 def share_blocks(page):

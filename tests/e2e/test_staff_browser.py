@@ -19,6 +19,7 @@ from app.extensions import db
 from app.leads.models import Lead
 from app.staff.models import StaffSession
 from tests.conftest import STAFF_PASSWORD
+from tests.e2e.browser import foreign_requests, watch_errors
 
 THANKS_URL = re.compile(r"/contact/thanks/(LC-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4})$")
 
@@ -78,38 +79,6 @@ def app_config(app_config):
 
 
 # --- Helpers ----------------------------------------------------------------------------
-
-
-def watch_errors(page):
-    """Console errors and warnings about CSP, uncaught exceptions, as readable lines.
-
-    Nothing in the staff journey is meant to answer with an error status, so Chromium's
-    "Failed to load resource" lines count as errors too.
-    """
-    errors = []
-
-    def on_console(message):
-        if message.type == "error" or "Content Security Policy" in message.text:
-            location = message.location
-            errors.append(
-                f"console.{message.type}: {message.text} "
-                f"({location.get('url')}:{location.get('lineNumber')})"
-            )
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda error: errors.append(f"pageerror: {error}"))
-    return errors
-
-
-def foreign_requests(request_log, base_url):
-    """Logged request URLs that went to any host but the live server."""
-    origin = urlsplit(base_url)
-    return [
-        url
-        for url in request_log
-        if urlsplit(url).scheme not in {"data", "blob"}
-        and (urlsplit(url).scheme, urlsplit(url).netloc) != (origin.scheme, origin.netloc)
-    ]
 
 
 def expect_login_page_for(page, live_server, target):
