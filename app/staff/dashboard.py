@@ -1,6 +1,6 @@
 """The staff dashboard: recent lead flow, where leads come from, what needs attention."""
 
-from flask import Blueprint, current_app, render_template, request, url_for
+from flask import Blueprint, render_template, url_for
 
 from app.leads import stats
 from app.leads.inbox import elapsed
@@ -9,7 +9,6 @@ from app.types import utcnow
 
 blueprint = Blueprint("dashboard", __name__)
 
-LEAD_ENDPOINT = "staff.leads.show"
 AGE_UNITS = (("day", 86400, 86400), ("hour", 3600, 3600), ("minute", 60, 60))
 KIND_LABELS = {
     "lead_notification": "New lead alert to staff",
@@ -93,10 +92,7 @@ def long_date(day):
 
 
 def lead_url(reference):
-    """The lead's staff page; its path is fixed even before its view is registered."""
-    if LEAD_ENDPOINT in current_app.view_functions:
-        return url_for(LEAD_ENDPOINT, reference=reference)
-    return f"{request.script_root}/staff/leads/{reference}"
+    return url_for("staff.leads.show", reference=reference)
 
 
 def age(moment, now):
