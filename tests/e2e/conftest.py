@@ -50,10 +50,34 @@ def browser():
         browser.close()
 
 
+def closed_after_sending(wsgi_app):
+    """The app with every response closed once it has been sent, or abandoned.
+
+    Werkzeug's development server skips the response's close() when the client resets the
+    connection (as a browser does when a context closes while an image is still loading):
+    the file behind the response then stays open until garbage collection, and its
+    ResourceWarning fails whichever test happens to run then. A generator's `finally` runs
+    when the server drops it, so the file is closed in the request thread, at once.
+    """
+
+    def serve(environ, start_response):
+        return closing(wsgi_app(environ, start_response))
+
+    return serve
+
+
+def closing(iterable):
+    try:
+        yield from iterable
+    finally:
+        if hasattr(iterable, "close"):
+            iterable.close()
+
+
 @pytest.fixture
 def live_server(app, demo_content):
     """Base URL (no trailing slash) of the test app, with the demo posts, served in a thread."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+    server = make_server("127.0.0.1", 0, closed_after_sending(app), threaded=True)
     thread = threading.Thread(
         # A short poll interval keeps shutdown() quick: it waits for the loop to notice.
         target=server.serve_forever,
