@@ -4,6 +4,7 @@ from flask import Flask
 
 from app import assets, caching, cli, config, errors, extensions, security, sessions, templating
 from app.extensions import csrf
+from app.leads import delivery
 
 
 def create_app(test_config=None):
@@ -23,6 +24,8 @@ def create_app(test_config=None):
     caching.init_app(app)
     security.init_app(app)
     cli.init_app(app)
+    # LEADS_DELIVER_IN_PROCESS: a first request starts the outbox thread, so CLI commands run none.
+    delivery.init_app(app)
     return app
 
 

@@ -8,12 +8,13 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
+from app import dates
+from app.accounts import services as accounts
+from app.accounts.models import ROLES
 from app.extensions import db
 from app.leads import workflow
 from app.leads.delivery import deliver_due, worker_name
 from app.posts.importer import import_directory
-from app.staff import accounts
-from app.staff.models import ROLES
 from app.types import utcnow
 
 content = AppGroup("content", help="Manage published content.")
@@ -119,7 +120,7 @@ def list_staff():
     """List staff accounts."""
     for user in accounts.all_users():
         state = "active" if user.is_active else "disabled"
-        last = user.last_login_at.strftime("%Y-%m-%d %H:%M") if user.last_login_at else "never"
+        last = dates.stamp(user.last_login_at) or "never"
         click.echo(f"{user.email:40} {user.role:7} {state:9} last login {last}")
 
 
@@ -139,7 +140,7 @@ def purge_leads(days, dry_run):
     cutoff = utcnow() - timedelta(days=days)
     count = workflow.purge_leads(cutoff, dry_run=dry_run)
     noun = "lead" if count == 1 else "leads"
-    before = f"received before {cutoff:%Y-%m-%d %H:%M} UTC"
+    before = f"received before {dates.stamp(cutoff)}"
     if dry_run:
         click.echo(f"Dry run: {count} {noun} {before} would be purged. Nothing was deleted.")
     else:

@@ -57,6 +57,8 @@ DEFAULTS = {
     "WTF_CSRF_TIME_LIMIT": 12 * 3600,
     "LOGIN_RATE_LIMIT": "10 per minute",
     "LOGIN_ACCOUNT_RATE_LIMIT": "5 per 15 minutes",
+    # Werkzeug's scrypt. Not read from the environment: only the test suite sets a cheap one.
+    "PASSWORD_HASH_METHOD": "scrypt",
 }
 
 # Environment variable -> (config key, kind). Most share their config key's name.

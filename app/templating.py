@@ -2,6 +2,7 @@
 
 from flask import current_app, request, url_for
 
+from app import dates
 from app.types import utcnow
 
 
@@ -11,8 +12,10 @@ def init_app(app):
     app.context_processor(site_context)
     app.jinja_env.globals["absolute_url"] = absolute_url
     app.jinja_env.globals["canonical_url"] = canonical_url
-    app.jinja_env.filters["date"] = format_date
-    app.jinja_env.filters["isodate"] = format_iso
+    app.jinja_env.filters["date"] = dates.long_date
+    app.jinja_env.filters["isodate"] = dates.iso
+    app.jinja_env.filters["stamp"] = dates.stamp
+    app.jinja_env.filters["relative"] = dates.relative
 
 
 def site_context():
@@ -41,11 +44,3 @@ def canonical_url():
     if page and page > 1:
         values["page"] = page
     return absolute_url(request.endpoint, **values)
-
-
-def format_date(moment):
-    return f"{moment.day} {moment:%B %Y}"
-
-
-def format_iso(moment):
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -28,9 +28,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app import create_app
+from app.accounts.services import create_user
 from app.extensions import db
 from app.leads.models import REFERENCE_ALPHABET, Lead
-from app.staff.accounts import create_user
 from app.types import utcnow
 
 ADMIN_URL = os.environ.get(

@@ -4,6 +4,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from contextlib import ExitStack
@@ -14,6 +15,7 @@ from jinja2 import ChoiceLoader, DictLoader
 from markupsafe import escape
 from sqlalchemy import select, update
 
+from app import dates
 from app.extensions import db
 from app.leads import delivery
 from app.leads.models import Lead, OutboxMessage
@@ -130,6 +132,7 @@ def test_a_lead_is_stored_then_mailed_to_staff_and_the_visitor(
     )
     assert sent_once(smtp_server, 3)
     staff_link = f"{SITE_URL}/staff/leads/{reference}"
+    received = dates.stamp(db.session.scalars(select(Lead.created_at)).one())
     values = [*fields.values(), page, "linkedin", "social", "launch", staff_link]
     for recipient, message in by_recipient(smtp_server).items():
         assert set(message.keys()) <= HEADERS
@@ -148,6 +151,8 @@ def test_a_lead_is_stored_then_mailed_to_staff_and_the_visitor(
                     assert escape(line) in html
             assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; Sons" in html
             assert f'href="{staff_link}"' in html
+            assert f"Received:  {received}" in text
+            assert f"<td>{received}</td>" in html
         else:
             # The visitor's reply reaches the agency's public address, not a no-reply sender.
             assert address(message["Reply-To"]) == ("Test Agency", "hello@example.com")
@@ -320,11 +325,22 @@ def test_retries_end_after_the_limit(app, runner, make_lead, refusing_smtp_port,
     assert [(m.status, m.attempts) for m in outbox()] == [("failed", 3)] * 3
 
 
-def test_in_process_delivery_runs_after_the_response(app, client, post_lead, silent_smtp_server):
-    app.config.update(LEADS_DELIVER_IN_PROCESS=True, MAIL_TIMEOUT=2)
-    silent_smtp_server.configure(app)
+@pytest.fixture
+def in_process_app(make_app):
+    """An app that sends its outbox from a thread of its own (LEADS_DELIVER_IN_PROCESS)."""
+    app = make_app(LEADS_DELIVER_IN_PROCESS=True)
+    with app.app_context():
+        yield app
 
-    assert post_lead(client).status_code == 303
+
+def delivery_threads():
+    return [thread for thread in threading.enumerate() if thread.name == "outbox-delivery"]
+
+
+def test_in_process_delivery_runs_after_the_response(in_process_app, post_lead, silent_smtp_server):
+    silent_smtp_server.configure(in_process_app)
+
+    assert post_lead(in_process_app.test_client()).status_code == 303
     # The thread is still waiting for the server's greeting: nothing is recorded yet.
     assert [(m.status, m.attempts) for m in outbox()] == [("pending", 0)] * 3
 
@@ -332,15 +348,41 @@ def test_in_process_delivery_runs_after_the_response(app, client, post_lead, sil
     assert all("timed out" in m.last_error for m in outbox())
 
 
-def test_in_process_delivery_needs_no_worker(app, client, post_lead, smtp_server):
-    app.config["LEADS_DELIVER_IN_PROCESS"] = True
-    smtp_server.configure(app)
+def test_in_process_delivery_needs_no_worker(in_process_app, post_lead, smtp_server):
+    smtp_server.configure(in_process_app)
 
-    assert post_lead(client).status_code == 303
+    assert post_lead(in_process_app.test_client()).status_code == 303
 
     assert len(smtp_server.wait_for(3)) == 3
     assert wait_until(lambda: all(m.status == "sent" for m in outbox()))
     assert sent_once(smtp_server, 3)
+
+
+def test_a_serving_app_starts_one_delivery_thread_with_its_first_request(in_process_app):
+    client = in_process_app.test_client()
+    assert delivery_threads() == []
+
+    client.get("/robots.txt")
+    client.get("/robots.txt")
+
+    threads = delivery_threads()
+    assert threads == [in_process_app.extensions["outbox_deliverer"].thread]
+    assert threads[0].is_alive()
+
+
+def test_cli_commands_start_no_delivery_thread(in_process_app):
+    runner = in_process_app.test_cli_runner()
+    for command in (["leads", "deliver", "--once"], ["staff", "list"]):
+        assert runner.invoke(args=command).exit_code == 0
+    assert delivery_threads() == []
+    assert "outbox_deliverer" not in in_process_app.extensions
+
+
+def test_no_delivery_thread_when_the_setting_is_off(make_app):
+    app = make_app(LEADS_DELIVER_IN_PROCESS=False)
+    app.test_client().get("/robots.txt")
+    assert delivery_threads() == []
+    assert "outbox_deliverer" not in app.extensions
 
 
 def run_two_workers(make_lead, database_uri, smtp_server, leads=100):

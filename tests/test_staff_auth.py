@@ -1,8 +1,13 @@
+from datetime import UTC, datetime
+
 import pytest
 from sqlalchemy import select
+from werkzeug.security import generate_password_hash
 
+from app import config
+from app.accounts import services as accounts
+from app.accounts.models import StaffSession
 from app.extensions import db
-from app.staff.models import StaffSession
 from tests.conftest import STAFF_PASSWORD, csrf_token
 
 STAFF_PATHS_WITHOUT_ARGUMENTS = None
@@ -36,6 +41,25 @@ def test_every_staff_url_refuses_an_anonymous_client(app, client):
 def test_an_anonymous_visitor_is_told_why_they_must_log_in(client):
     response = client.get("/staff/leads/", follow_redirects=True)
     assert "Please log in to see that page." in response.text
+
+
+def test_passwords_are_hashed_with_scrypt_outside_the_test_suite(make_app):
+    app = make_app(PASSWORD_HASH_METHOD=config.DEFAULTS["PASSWORD_HASH_METHOD"])
+
+    with app.app_context():
+        user = accounts.create_user("admin@agency.example", STAFF_PASSWORD, role="admin")
+        assert user.password_hash.startswith("scrypt:")
+        assert accounts.authenticate("admin@agency.example", STAFF_PASSWORD).id == user.id
+        assert accounts.authenticate("admin@agency.example", "wrong password!") is None
+    assert config.from_environment({"PASSWORD_HASH_METHOD": "plain"}) == {}
+
+
+def test_a_stored_hash_is_checked_by_its_own_method(app, make_user):
+    user = make_user(email="old@agency.test")
+    user.password_hash = generate_password_hash(STAFF_PASSWORD, method="scrypt")
+    db.session.commit()
+
+    assert accounts.authenticate("old@agency.test", STAFF_PASSWORD).id == user.id
 
 
 def test_login_redirects_to_a_safe_next(client, make_user):
@@ -142,6 +166,18 @@ def test_logout_ends_the_session_for_every_copy_of_the_cookie(app, client, edito
 
 def test_logout_is_post_only(client, editor):
     assert client.get("/staff/logout").status_code == 405
+
+
+def test_staff_list_shows_the_last_login_in_utc(runner, make_user):
+    make_user(email="seen@agency.test", last_login_at=datetime(2026, 12, 2, 14, 5, tzinfo=UTC))
+    make_user(email="new@agency.test")
+
+    lines = runner.invoke(args=["staff", "list"]).output.splitlines()
+
+    assert [line.split(" last login ")[1] for line in sorted(lines)] == [
+        "never",
+        "02 Dec 2026, 14:05 UTC",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -518,11 +518,11 @@ def test_media_serves_only_stored_names(client):
 
 
 @pytest.mark.parametrize(
-    "url", ["/staff/posts/preview", "/staff/posts/1/preview", "/staff/posts/1/delete"]
+    "url", ["/staff/posts/preview", "/staff/posts/{id}/preview", "/staff/posts/{id}/delete"]
 )
 def test_actions_refuse_get_or_only_show_a_page(editor, client, make_post, url):
-    make_post()
-    response = client.get(url)
+    post = make_post()
+    response = client.get(url.format(id=post.id))
     if url.endswith("delete"):
         assert response.status_code == 200  # the confirmation page; deleting needs a POST
         assert post_count() == 1

@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 from email.utils import parseaddr
+from functools import partial
 
 from flask import current_app
 from flask_mail import BadHeaderError
@@ -253,9 +254,16 @@ class InProcessDeliverer:
 _lock = threading.Lock()
 
 
+def init_app(app):
+    """With LEADS_DELIVER_IN_PROCESS, the first request a process serves starts its thread:
+    so each serving process (a gunicorn worker, the reloader's child) runs one, and a CLI
+    command, a reloader watching files or a master that only forks runs none."""
+    if app.config["LEADS_DELIVER_IN_PROCESS"]:
+        app.before_request(partial(start_in_process, app))
+
+
 def start_in_process(app):
-    if not app.config["LEADS_DELIVER_IN_PROCESS"]:
-        return
+    """Start the app's delivery thread, unless it runs already."""
     with _lock:
         if "outbox_deliverer" not in app.extensions:
             deliverer = InProcessDeliverer(app)

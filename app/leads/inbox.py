@@ -14,9 +14,10 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import func, literal_column, select, tuple_
 
+from app import dates
+from app.accounts.models import User
 from app.extensions import db
 from app.leads.models import LEAD_STATUSES, Lead
-from app.staff.models import User
 
 PAGE_SIZE = 50
 EXPORT_CHUNK = 1000
@@ -243,35 +244,6 @@ def csv_cell(value):
     if value is None:
         return ""
     if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S")
+        return dates.spreadsheet(value)
     text = str(value)
     return "'" + text if text.startswith(FORMULA_PREFIXES) else text
-
-
-def elapsed(moment, now, units):
-    """How long ago in the largest unit that has passed, as (count, name), or None.
-
-    `units`: (name, seconds in one, shown from how many seconds), the largest first.
-    """
-    seconds = max(0, int((now - moment).total_seconds()))
-    for name, size, shown_from in units:
-        if seconds >= shown_from:
-            return seconds // size, name
-    return None
-
-
-DAY = 86400
-# "mo" only from 60 days on: 45 days reads better as "45 d" than "1 mo".
-AGE_LABEL_UNITS = (
-    ("y", 365 * DAY, 365 * DAY),
-    ("mo", 30 * DAY, 60 * DAY),
-    ("d", DAY, DAY),
-    ("h", 3600, 3600),
-    ("min", 60, 60),
-)
-
-
-def age_label(moment, now):
-    """How long ago, at a glance: "now", "12 min", "3 h", "2 d", "5 mo", "2 y"."""
-    passed = elapsed(moment, now, AGE_LABEL_UNITS)
-    return "{} {}".format(*passed) if passed else "now"

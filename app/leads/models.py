@@ -5,8 +5,8 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from app.accounts.models import User
 from app.extensions import db
-from app.staff.models import User
 from app.types import UTCDateTime, utcnow
 
 # Crockford's base32 without look-alike letters: easy to read out over the phone.

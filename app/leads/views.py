@@ -10,7 +10,7 @@ from flask import (
 )
 
 from app.extensions import limiter
-from app.leads import delivery, protection
+from app.leads import protection
 from app.leads.forms import LIMITS, ContactForm, consent_label
 from app.leads.services import lead_by_reference, submit_lead
 
@@ -20,11 +20,6 @@ STALE_FORM_MESSAGE = (
     "This form was open for a long time, so we could not be sure it came from you. "
     "Everything you typed is still here: please check it and send it again."
 )
-
-
-@blueprint.before_app_request
-def start_delivery():
-    delivery.start_in_process(current_app._get_current_object())
 
 
 def contact_rate_limit():

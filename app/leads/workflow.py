@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import joinedload, selectinload
 
+from app.accounts.models import User
 from app.extensions import db
 from app.leads import delivery
 from app.leads.models import LEAD_STATUSES, Lead, LeadActivity, LeadNote, OutboxMessage
-from app.staff.models import User
 from app.types import utcnow
 
 PURGE_BATCH = 500

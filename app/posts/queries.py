@@ -6,6 +6,11 @@ from app.extensions import db
 from app.posts.models import Post, Tag, post_tags
 from app.types import utcnow
 
+# A post's page, and the editor's preview of it, end with this many related posts and
+# this many of the latest.
+RELATED_POSTS = 3
+LATEST_POSTS = 3
+
 
 def published():
     """A select of posts visible to readers now, newest first."""

@@ -3,12 +3,11 @@ import re
 from flask import Blueprint, abort, current_app, render_template, request
 
 from app.posts import queries
+from app.posts.queries import LATEST_POSTS, RELATED_POSTS
 from app.types import utcnow
 
 blueprint = Blueprint("posts", __name__)
 
-RELATED_POSTS = 3
-LATEST_POSTS = 3
 FEED_ENTRIES = 20
 PAGE_NUMBER = re.compile(r"[1-9][0-9]{0,5}")
 

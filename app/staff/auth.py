@@ -1,7 +1,5 @@
 """Logging staff in and out. Each login is a StaffSession row; the cookie holds its token."""
 
-import secrets
-from functools import cache
 from urllib.parse import urlsplit
 
 from flask import (
@@ -16,12 +14,12 @@ from flask import (
     url_for,
 )
 from flask_login import current_user, login_user, logout_user
-from sqlalchemy import func, select
-from werkzeug.security import check_password_hash, generate_password_hash
+from sqlalchemy import select
 
+from app.accounts.models import StaffSession
+from app.accounts.services import authenticate
 from app.extensions import db, limiter, login_manager
 from app.staff.forms import LoginForm
-from app.staff.models import StaffSession, User
 from app.types import utcnow
 
 blueprint = Blueprint("auth", __name__)
@@ -83,24 +81,6 @@ def logout():
     end_session()
     flash("You have logged out.", "success")
     return redirect(url_for("staff.auth.login"), code=303)
-
-
-def authenticate(email, password):
-    user = db.session.scalars(
-        select(User).where(func.lower(User.email) == email.strip().lower())
-    ).first()
-    if user is None:
-        # Spend as long as a wrong password would, so timing does not reveal the address.
-        check_password_hash(unused_hash(), password)
-        return None
-    if not user.check_password(password) or not user.is_active:
-        return None
-    return user
-
-
-@cache
-def unused_hash():
-    return generate_password_hash(secrets.token_hex(16))
 
 
 def start_session(user):

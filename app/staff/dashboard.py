@@ -2,14 +2,13 @@
 
 from flask import Blueprint, render_template, url_for
 
+from app import dates
 from app.leads import stats
-from app.leads.inbox import elapsed
 from app.staff import charts
 from app.types import utcnow
 
 blueprint = Blueprint("dashboard", __name__)
 
-AGE_UNITS = (("day", 86400, 86400), ("hour", 3600, 3600), ("minute", 60, 60))
 KIND_LABELS = {
     "lead_notification": "New lead alert to staff",
     "lead_acknowledgment": "Acknowledgement to the enquirer",
@@ -38,14 +37,13 @@ def index():
         kind_labels=KIND_LABELS,
         now=now,
         lead_url=lead_url,
-        age=age,
     )
 
 
 def weeks_chart(weeks):
     points = [
         charts.Point(
-            label=f"Week starting {long_date(week.start)}",
+            label=f"Week starting {dates.long_date(week.start)}",
             value=week.leads,
             axis=axis_label(week.start, previous.start if previous else None),
             kind="current" if week is weeks[-1] else "value",
@@ -68,13 +66,14 @@ def describe_weeks(weeks):
     total = sum(week.leads for week in weeks)
     summary = (
         f"Column chart of leads per week, spam left out, for {len(weeks)} weeks: from the week "
-        f"starting Monday {long_date(weeks[0].start)} to this week, which started Monday "
-        f"{long_date(weeks[-1].start)} and is still running. {total} leads in all."
+        f"starting Monday {dates.long_date(weeks[0].start)} to this week, which started Monday "
+        f"{dates.long_date(weeks[-1].start)} and is still running. {total} leads in all."
     )
     if not total:
         return summary
     busiest = max(reversed(weeks), key=lambda week: week.leads)
-    return f"{summary} The busiest week started {long_date(busiest.start)}, with {busiest.leads}."
+    started = dates.long_date(busiest.start)
+    return f"{summary} The busiest week started {started}, with {busiest.leads}."
 
 
 def groups_chart(chart_id, title, heading, groups):
@@ -87,18 +86,5 @@ def groups_chart(chart_id, title, heading, groups):
     return charts.bar_chart(chart_id, title, description, (heading, "Leads"), points)
 
 
-def long_date(day):
-    return f"{day.day} {day:%B %Y}"
-
-
 def lead_url(reference):
     return url_for("staff.leads.show", reference=reference)
-
-
-def age(moment, now):
-    """How long ago, in words: "just now", "1 minute ago", "3 hours ago", "2 days ago"."""
-    passed = elapsed(moment, now, AGE_UNITS)
-    if passed is None:
-        return "just now"
-    count, unit = passed
-    return f"{count} {unit}{'' if count == 1 else 's'} ago"

@@ -38,11 +38,7 @@ POST_ONLY_PAGES = {"bulk"}
 
 @blueprint.context_processor
 def helpers():
-    return {"now": utcnow(), "age": leads_inbox.age_label, "stamp": stamp}
-
-
-def stamp(moment):
-    return moment.strftime("%d %b %Y, %H:%M UTC")
+    return {"now": utcnow()}
 
 
 @blueprint.errorhandler(404)

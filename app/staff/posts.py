@@ -3,10 +3,11 @@
 from flask import Blueprint, flash, make_response, redirect, render_template, request, url_for
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from app import dates
 from app.extensions import db
 from app.posts import queries, services, uploads
 from app.posts.models import Post
-from app.posts.views import LATEST_POSTS, RELATED_POSTS
+from app.posts.queries import LATEST_POSTS, RELATED_POSTS
 from app.staff.post_forms import DeleteForm, PostForm, slug_taken_message
 
 blueprint = Blueprint("posts", __name__, url_prefix="/posts")
@@ -36,13 +37,8 @@ def too_large(error):
 def helpers():
     return {
         "post_status": services.status,
-        "utc_time": utc_time,
         "max_cover_size": uploads.megabytes(uploads.max_cover_bytes()),
     }
-
-
-def utc_time(moment):
-    return f"{moment.day} {moment:%b %Y, %H:%M} UTC"
 
 
 @blueprint.get("/")
@@ -88,7 +84,7 @@ def saved_message(post, action):
     if action == "publish":
         return "Published: readers can see it now."
     if action == "schedule":
-        return f"Scheduled: it goes live on {utc_time(post.published_at)}."
+        return f"Scheduled: it goes live on {dates.stamp(post.published_at)}."
     if action == "unpublish":
         return "Unpublished: readers can no longer see it. It is a draft again."
     return "Saved." if post.published_at else "Draft saved."

@@ -15,9 +15,9 @@ import pytest
 import sqlalchemy as sa
 from playwright.sync_api import expect
 
+from app.accounts.models import StaffSession
 from app.extensions import db
 from app.leads.models import Lead
-from app.staff.models import StaffSession
 from tests.conftest import STAFF_PASSWORD
 from tests.e2e.browser import foreign_requests, watch_errors
 
@@ -204,7 +204,7 @@ def test_staff_find_a_web_lead_note_it_move_it_on_export_it_and_log_out(
     expect(definition(came_from, "Source page")).to_have_text("/contact")
     expect(definition(came_from, "Source URL")).to_have_text(f"{live_server}/contact")
 
-    badge = page.locator(".lead-head .lead-status")
+    badge = page.locator(".page-header .badge")
     expect(badge).to_have_text("New")
     activity = page.get_by_role("region", name="Activity")
     trail = activity.get_by_role("listitem")

@@ -5,8 +5,8 @@ from flask import g
 from flask_login import UserMixin
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
-from werkzeug.security import check_password_hash, generate_password_hash
 
+from app.accounts import passwords
 from app.extensions import db
 from app.types import UTCDateTime, utcnow
 
@@ -42,13 +42,13 @@ class User(UserMixin, db.Model):
         return self.name or self.email
 
     def set_password(self, password):
-        """Hash with Werkzeug's default (scrypt) and end every session opened with the old one."""
-        self.password_hash = generate_password_hash(password)
+        """Hash the password (scrypt) and end every session opened with the old one."""
+        self.password_hash = passwords.hash_password(password)
         for session in self.sessions:
             session.revoke()
 
     def check_password(self, password):
-        return check_password_hash(self.password_hash, password)
+        return passwords.check_password(self.password_hash, password)
 
     def get_id(self):
         """Flask-Login stores this in the cookie: the token of the current login, not the id."""

@@ -1,10 +1,11 @@
-"""Staff account management, used by the `flask staff` commands."""
+"""Staff accounts: the `flask staff` commands manage them, the login form checks them."""
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, select
 
+from app.accounts import passwords
+from app.accounts.models import ROLES, User
 from app.extensions import db
-from app.staff.models import ROLES, User
 
 MIN_PASSWORD_LENGTH = 12
 
@@ -23,6 +24,18 @@ def require_user(email):
     user = find_user(email)
     if user is None:
         raise AccountError(f"No staff account has the address {email}.")
+    return user
+
+
+def authenticate(email, password):
+    """The active account with this address and password, or None."""
+    user = find_user(email)
+    if user is None:
+        # Spend as long as a wrong password would, so timing does not reveal the address.
+        passwords.check_against_nothing(password)
+        return None
+    if not user.check_password(password) or not user.is_active:
+        return None
     return user
 
 
