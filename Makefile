@@ -7,6 +7,8 @@ PORT ?= 5000
 export FLASK_APP := app
 # The PostgreSQL server the second test pass runs against (a fresh database is created on it).
 TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
+# pytest-xdist: one worker per core, each with its own SQLite files and PostgreSQL database.
+PYTEST_WORKERS ?= --numprocesses auto
 
 .DEFAULT_GOAL := help
 
@@ -14,12 +16,15 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(VENV)/.installed-runtime: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+# Dependencies come from the lockfiles, pinned with hashes; the project itself is editable.
+$(VENV)/.installed-runtime: requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev]'
+$(VENV)/.installed-dev: requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r requirements-dev.txt
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@ $(VENV)/.installed-runtime
 
 .PHONY: help
@@ -41,13 +46,24 @@ serve: setup ## Serve with gunicorn, as in production (see deploy/)
 
 .PHONY: test
 test: $(VENV)/.installed-dev ## Run the whole suite: SQLite with the browser tests, then PostgreSQL
-	$(BIN)/pytest --cov --cov-report=term:skip-covered
-	TEST_DATABASE_URL=$(TEST_POSTGRES_URL) $(BIN)/pytest -m "not e2e" --cov --cov-append --cov-report=term:skip-covered
+	$(BIN)/pytest $(PYTEST_WORKERS) --cov --cov-report=term:skip-covered
+	TEST_DATABASE_URL=$(TEST_POSTGRES_URL) $(BIN)/pytest $(PYTEST_WORKERS) -m "not e2e" --cov --cov-append --cov-report=term:skip-covered
+
+PIP_COMPILE := $(BIN)/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe \
+	--no-emit-index-url --no-emit-find-links
+
+.PHONY: lock
+lock: $(VENV)/.installed-dev ## Pin the newest dependencies pyproject.toml allows, with hashes
+	$(PIP_COMPILE) --upgrade --output-file requirements.txt pyproject.toml
+	$(PIP_COMPILE) --upgrade --extra dev --constraint requirements.txt \
+		--output-file requirements-dev.txt pyproject.toml
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r requirements-dev.txt
 
 .PHONY: lint
-lint: $(VENV)/.installed-dev ## Check style with ruff
+lint: $(VENV)/.installed-dev ## Check style with ruff and the import layers with import-linter
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 .PHONY: bench
 bench: $(VENV)/.installed-dev ## Time the staff inbox with 1,000 and 100,000 leads (PostgreSQL)

@@ -1,0 +1,84 @@
+"""How many SQL queries the busiest pages make: a bound for each, and no query per row.
+
+Each page is counted twice, with a little data and with more; the counts must match, so
+a list that starts loading its rows one by one (N+1) fails here as surely as a new query.
+"""
+
+from app.extensions import db
+from app.leads import workflow
+from app.leads.models import OutboxMessage
+
+HOME_QUERIES = 2  # latest posts, their tags
+POST_QUERIES = 6  # the post, its tags, related posts and latest posts with their tags
+INBOX_QUERIES = 3  # the staff login, the page of leads, the counts per status
+LEAD_QUERIES = 6  # the login, the lead, its emails, notes, trail, and the staff to assign
+
+
+def queries_for(client, recorder, url):
+    with recorder:
+        response = client.get(url)
+    assert response.status_code == 200, response.text
+    return recorder.count
+
+
+def count_twice(client, recorder, url, add_more):
+    """Queries for `url` now and after `add_more()`; they must not grow with the data."""
+    before = queries_for(client, recorder, url)
+    add_more()
+    after = queries_for(client, recorder, url)
+    assert before == after, f"{url}: {before} queries, then {after} with more data"
+    return recorder
+
+
+def add_history(lead, actor, count=1):
+    """`count` emails, notes and status changes on the lead's page."""
+    for number in range(count):
+        lead.messages.append(
+            OutboxMessage(kind="lead_notification", recipient=f"staff{number}@agency.test")
+        )
+        db.session.commit()
+        workflow.add_note(lead, f"Note {number}", actor)
+        workflow.set_status(lead, "contacted" if number % 2 else "qualified", actor)
+
+
+def make_posts(make_post, count):
+    return [make_post(tags=[f"Tag {number}", "Shared"]) for number in range(count)]
+
+
+def test_home_page(client, query_recorder, make_post):
+    make_posts(make_post, 3)
+
+    recorder = count_twice(client, query_recorder, "/", lambda: make_posts(make_post, 10))
+
+    recorder.assert_at_most(HOME_QUERIES)
+
+
+def test_post_page(client, query_recorder, make_post):
+    post = make_posts(make_post, 3)[0]
+    url = f"/posts/{post.slug}"
+
+    recorder = count_twice(client, query_recorder, url, lambda: make_posts(make_post, 10))
+
+    recorder.assert_at_most(POST_QUERIES)
+
+
+def test_inbox(client, editor, query_recorder, make_lead):
+    def add_leads(count):
+        for _ in range(count):
+            add_history(make_lead(), editor)
+
+    add_leads(2)
+
+    recorder = count_twice(client, query_recorder, "/staff/leads/", lambda: add_leads(30))
+
+    recorder.assert_at_most(INBOX_QUERIES)
+
+
+def test_lead_page(client, editor, query_recorder, make_lead):
+    lead = make_lead()
+    add_history(lead, editor)
+    url = f"/staff/leads/{lead.reference}"
+
+    recorder = count_twice(client, query_recorder, url, lambda: add_history(lead, editor, 8))
+
+    recorder.assert_at_most(LEAD_QUERIES)
