@@ -5,10 +5,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 5000
 export FLASK_APP := app
-# The PostgreSQL server the second test pass runs against (a fresh database is created on it).
+# The PostgreSQL server every database test also runs against (the suite creates its own
+# databases on it).
 TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
-# pytest-xdist: one worker per core, each with its own SQLite files and PostgreSQL database.
-PYTEST_WORKERS ?= --numprocesses auto
+# pytest-xdist workers, each with its own SQLite files and PostgreSQL database: one a core and
+# one more, because browser tests and SMTP timeouts leave a core waiting.
+PYTEST_WORKERS ?= --numprocesses $(shell echo $$(( $$(nproc) + 1 )))
 
 .DEFAULT_GOAL := help
 
@@ -18,12 +20,12 @@ $(BIN)/python:
 
 # Dependencies come from the lockfiles, pinned with hashes; the project itself is editable.
 $(VENV)/.installed-runtime: requirements.txt | $(BIN)/python
-	$(BIN)/pip install --quiet --require-hashes --no-deps -r requirements.txt
+	$(BIN)/pip install --quiet --require-hashes -r requirements.txt
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
 $(VENV)/.installed-dev: requirements-dev.txt | $(BIN)/python
-	$(BIN)/pip install --quiet --require-hashes --no-deps -r requirements-dev.txt
+	$(BIN)/pip install --quiet --require-hashes -r requirements-dev.txt
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@ $(VENV)/.installed-runtime
 
@@ -45,19 +47,23 @@ serve: setup ## Serve with gunicorn, as in production (see deploy/)
 	$(BIN)/gunicorn --config deploy/gunicorn.conf.py 'app:create_app()'
 
 .PHONY: test
-test: $(VENV)/.installed-dev ## Run the whole suite: SQLite with the browser tests, then PostgreSQL
-	$(BIN)/pytest $(PYTEST_WORKERS) --cov --cov-report=term:skip-covered
-	TEST_DATABASE_URL=$(TEST_POSTGRES_URL) $(BIN)/pytest $(PYTEST_WORKERS) -m "not e2e" --cov --cov-append --cov-report=term:skip-covered
+test: $(VENV)/.installed-dev ## Run the whole suite: database tests on SQLite and PostgreSQL, browser tests
+	TEST_DATABASE_URL=$(TEST_POSTGRES_URL) $(BIN)/pytest $(PYTEST_WORKERS) --cov --cov-report=term:skip-covered
 
 PIP_COMPILE := $(BIN)/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe \
 	--no-emit-index-url --no-emit-find-links
 
+# LOCK_OPTIONS=--upgrade takes the newest releases the ranges allow; without it pins stay.
+LOCK_OPTIONS ?=
+
 .PHONY: lock
-lock: $(VENV)/.installed-dev ## Pin the newest dependencies pyproject.toml allows, with hashes
-	$(PIP_COMPILE) --upgrade --output-file requirements.txt pyproject.toml
-	$(PIP_COMPILE) --upgrade --extra dev --constraint requirements.txt \
+lock: $(VENV)/.installed-dev ## Re-pin requirements*.txt (with hashes) after pyproject.toml changed
+	$(PIP_COMPILE) $(LOCK_OPTIONS) --output-file requirements.txt pyproject.toml
+	$(PIP_COMPILE) $(LOCK_OPTIONS) --extra dev --constraint requirements.txt \
 		--output-file requirements-dev.txt pyproject.toml
-	$(BIN)/pip install --quiet --require-hashes --no-deps -r requirements-dev.txt
+	$(BIN)/pip-sync --quiet requirements-dev.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $(VENV)/.installed-dev $(VENV)/.installed-runtime
 
 .PHONY: lint
 lint: $(VENV)/.installed-dev ## Check style with ruff and the import layers with import-linter

@@ -432,17 +432,15 @@ def run_two_workers(make_lead, database_uri, smtp_server, leads=100):
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize("database_uri", ["postgresql"], indirect=True)
 def test_two_workers_send_each_message_once_on_postgresql(
     app, make_lead, database_uri, smtp_server
 ):
-    if not database_uri.startswith("postgresql"):
-        pytest.skip("needs TEST_DATABASE_URL=postgresql+psycopg://...")
     run_two_workers(make_lead, database_uri, smtp_server)
 
 
+@pytest.mark.parametrize("database_uri", ["sqlite"], indirect=True)
 def test_two_workers_send_each_message_once_on_sqlite(app, make_lead, database_uri, smtp_server):
-    if not database_uri.startswith("sqlite"):
-        pytest.skip("the SQLite claim is tested on the SQLite run")
     run_two_workers(make_lead, database_uri, smtp_server, leads=40)
 
 

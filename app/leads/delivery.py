@@ -264,6 +264,8 @@ def init_app(app):
 
 def start_in_process(app):
     """Start the app's delivery thread, unless it runs already."""
+    if "outbox_deliverer" in app.extensions:
+        return
     with _lock:
         if "outbox_deliverer" not in app.extensions:
             deliverer = InProcessDeliverer(app)

@@ -25,10 +25,21 @@ CHROMIUM_ARGS = [
 
 
 def pytest_collection_modifyitems(config, items):
-    # The hook sees the whole session's items; mark only the ones collected from this folder.
-    for item in items:
-        if Path(str(item.path)).resolve().is_relative_to(HERE):
-            item.add_marker(pytest.mark.e2e)
+    """Mark the tests of this folder e2e; they run on SQLite only (the browser does not care
+    which database the server uses, and PostgreSQL has its own pass over every other test)."""
+    # The hook sees the whole session's items: look only at the ones collected from here.
+    browser_tests = [item for item in items if Path(str(item.path)).resolve().is_relative_to(HERE)]
+    other_databases = [item for item in browser_tests if database_of(item) not in {None, "sqlite"}]
+    for item in browser_tests:
+        item.add_marker(pytest.mark.e2e)
+    if other_databases:
+        config.hook.pytest_deselected(items=other_databases)
+        items[:] = [item for item in items if item not in other_databases]
+
+
+def database_of(item):
+    callspec = getattr(item, "callspec", None)
+    return callspec.params.get("database_uri") if callspec else None
 
 
 @pytest.fixture(scope="session")
