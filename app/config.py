@@ -8,7 +8,9 @@ from dotenv import load_dotenv
 DEFAULTS = {
     "APP_ENV": "development",
     "SECRET_KEY": None,
-    "SITE_URL": "http://127.0.0.1:5000",
+    # Unset in development: http://127.0.0.1:PORT, the address `make run` serves.
+    "SITE_URL": None,
+    "PORT": 5000,
     "SITE_NAME": "Catalyst Science Marketing",
     "SITE_TAGLINE": "Science and technology, turned into marketing that works.",
     "SITE_EMAIL": "hello@example.com",
@@ -67,6 +69,7 @@ ENVIRONMENT = {
     "SECRET_KEY": ("SECRET_KEY", str),
     "DATABASE_URL": ("SQLALCHEMY_DATABASE_URI", str),
     "SITE_URL": ("SITE_URL", str),
+    "PORT": ("PORT", int),
     "SITE_NAME": ("SITE_NAME", str),
     "SITE_TAGLINE": ("SITE_TAGLINE", str),
     "SITE_EMAIL": ("SITE_EMAIL", str),
@@ -150,8 +153,10 @@ def apply_derived_defaults(app):
         config["UPLOAD_FOLDER"] = str(instance / "uploads")
     if not config["CONTENT_DIR"]:
         config["CONTENT_DIR"] = str(Path(app.root_path).parent / "content")
-    config["SITE_URL"] = config["SITE_URL"].rstrip("/")
     config["PRODUCTION"] = config["APP_ENV"] == "production"
+    if not config["SITE_URL"] and not config["PRODUCTION"]:
+        config["SITE_URL"] = f"http://127.0.0.1:{config['PORT']}"
+    config["SITE_URL"] = (config["SITE_URL"] or "").rstrip("/")
     if config["PRODUCTION"]:
         config["SESSION_COOKIE_SECURE"] = True
     if config["LEADS_DELIVER_IN_PROCESS"] is None:
@@ -167,6 +172,10 @@ def check_production(config):
         raise ConfigurationError(
             "SECRET_KEY is not set. In production (APP_ENV=production) set SECRET_KEY to a long "
             'random value, e.g. python -c "import secrets; print(secrets.token_hex(32))".'
+        )
+    if not config["SITE_URL"]:
+        raise ConfigurationError(
+            "SITE_URL is not set. In production set it to the site's public https:// address."
         )
     if not config["SITE_URL"].startswith("https://"):
         raise ConfigurationError("SITE_URL must be an https:// address in production.")

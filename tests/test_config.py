@@ -73,3 +73,26 @@ def test_proxy_headers_are_trusted_only_when_configured(make_app, proxies, expec
     )
 
     assert response.text == expected
+
+
+def test_in_development_links_follow_port(make_app, make_post):
+    app = make_app(SITE_URL=None, PORT=8080)
+    client = app.test_client()
+
+    assert app.config["SITE_URL"] == "http://127.0.0.1:8080"
+    assert '<link rel="canonical" href="http://127.0.0.1:8080/">' in client.get("/").text
+    post = make_post()
+    page = client.get(f"/posts/{post.slug}").text
+    assert f'href="http://127.0.0.1:8080/posts/{post.slug}" data-copy-link' in page
+    assert from_environment({"PORT": "8080"}) == {"PORT": 8080}
+
+
+def test_an_explicit_site_url_wins_over_port(make_app):
+    app = make_app(SITE_URL="http://localhost:9000/", PORT=8080)
+    assert app.config["SITE_URL"] == "http://localhost:9000"
+
+
+def test_production_needs_a_site_url(app_config):
+    config = {**app_config, "APP_ENV": "production", "SECRET_KEY": "x" * 64, "SITE_URL": None}
+    with pytest.raises(ConfigurationError, match="SITE_URL is not set"):
+        create_app(config)

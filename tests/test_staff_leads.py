@@ -502,6 +502,53 @@ def test_spam_and_not_spam(client, editor, make_lead):
     assert [entry.detail for entry in trail_of(lead.id)] == ["spam → new", "new → spam"]
 
 
+def outbox_statuses(reference):
+    db.session.rollback()
+    lead = db.session.scalars(sa.select(Lead).where(Lead.reference == reference)).one()
+    return [message.status for message in lead.messages]
+
+
+def deliver_due(runner):
+    result = runner.invoke(args=["leads", "deliver", "--once"])
+    assert result.exit_code == 0, result.output
+
+
+def test_not_spam_sends_the_notification_the_lead_never_sent(
+    app, client, editor, runner, post_lead, smtp_server
+):
+    app.config["LEADS_NOTIFY_TO"] = ["sales@agency.test"]
+    smtp_server.configure(app)
+    assert post_lead(app.test_client(), website="https://spam.example").status_code == 303
+    lead = db.session.scalars(sa.select(Lead)).one()
+    assert (lead.status, lead.messages) == ("spam", [])
+    url, reference = lead_url(lead, "status"), lead.reference
+
+    post(client, url, {"status": "new"})
+    post(client, url, {"status": "spam"})
+    post(client, url, {"status": "new"})
+    deliver_due(runner)
+
+    (received,) = smtp_server.wait_for(1)
+    assert received.rcpt_tos == ["sales@agency.test"]
+    assert f"[{reference}]" in received.message["Subject"]
+    assert outbox_statuses(reference) == ["sent"]
+
+
+def test_bulk_not_spam_sends_each_missing_notification(
+    app, client, editor, runner, make_lead, smtp_server
+):
+    app.config["LEADS_NOTIFY_TO"] = ["sales@agency.test"]
+    smtp_server.configure(app)
+    leads = [make_lead(status="spam", spam_reason="honeypot") for _ in range(3)]
+    ids, references = [str(lead.id) for lead in leads], sorted(lead.reference for lead in leads)
+
+    bulk(client, {"lead": ids, "action": "status", "status": "new"})
+    deliver_due(runner)
+
+    subjects = [received.message["Subject"] for received in smtp_server.wait_for(3)]
+    assert sorted(re.search(r"\[(LC-[^\]]+)\]", subject)[1] for subject in subjects) == references
+
+
 def test_unknown_status_is_refused(client, editor, make_lead):
     lead = make_lead()
     response = post(client, lead_url(lead, "status"), {"status": "archived"})

@@ -14,6 +14,7 @@ from app.accounts.models import User
 from app.extensions import db
 from app.leads import delivery
 from app.leads.models import LEAD_STATUSES, Lead, LeadActivity, LeadNote, OutboxMessage
+from app.leads.services import queue_notifications
 from app.types import utcnow
 
 PURGE_BATCH = 500
@@ -75,17 +76,20 @@ def set_status(lead, status, actor):
         return False
     change_status(lead, status, actor, "status")
     db.session.commit()
+    delivery.wake()
     return True
 
 
 def bulk_set_status(ids, status, actor):
     """Give every lead in `ids` the status; each lead that changes gets its own trail row."""
     check_status(status)
-    leads = db.session.scalars(select(Lead).where(Lead.id.in_(ids))).all()
+    query = select(Lead).where(Lead.id.in_(ids)).options(selectinload(Lead.messages))
+    leads = db.session.scalars(query).all()
     changed = [lead for lead in leads if lead.status != status]
     for lead in changed:
         change_status(lead, status, actor, "bulk_status")
     db.session.commit()
+    delivery.wake()
     return BulkResult(
         changed=len(changed), unchanged=len(leads) - len(changed), missing=len(ids) - len(leads)
     )
@@ -102,7 +106,14 @@ def change_status(lead, status, actor, action):
         lead.spam_reason = lead.spam_reason or STAFF_SPAM_REASON
     else:
         lead.spam_reason = None
+        notify_if_never_notified(lead)
     lead.status = status
+
+
+def notify_if_never_notified(lead):
+    """A lead taken for spam when it arrived notified nobody: queue what it would have sent."""
+    if not lead.messages:
+        queue_notifications(lead)
 
 
 def assign(lead, user_id, actor):
