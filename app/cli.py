@@ -30,17 +30,31 @@ def init_app(app):
 
 @content.command("import")
 @click.argument("directory", required=False, type=click.Path(exists=True, file_okay=False))
-def import_content(directory):
-    """Import Markdown posts (default: CONTENT_DIR/posts); idempotent by slug."""
+@click.option(
+    "--update",
+    is_flag=True,
+    help="Also update existing posts from their files, unless changed in the web editor.",
+)
+def import_content(directory, update):
+    """Import Markdown posts (default: CONTENT_DIR/posts) that are not in the database yet."""
     directory = directory or f"{current_app.config['CONTENT_DIR']}/posts"
-    report = import_directory(directory)
-    click.echo(
-        f"{len(report.created)} created, {len(report.updated)} updated, "
-        f"{len(report.unchanged)} unchanged, {len(report.errors)} failed."
-    )
+    report = import_directory(directory, update=update)
+    counts = {
+        "created": report.created,
+        "updated": report.updated,
+        "unchanged": report.unchanged,
+        "skipped": report.skipped,
+        "refused": report.refused,
+        "failed": report.errors,
+    }
+    click.echo(", ".join(f"{len(items)} {name}" for name, items in counts.items()) + ".")
+    if report.skipped:
+        click.echo("Posts already in the database were left as they are (--update updates them).")
+    for slug, why in report.refused:
+        click.echo(f"{slug}: not updated from its file: {why}.", err=True)
     for path, problem in report.errors:
         click.echo(f"{path}: {problem}", err=True)
-    if report.errors:
+    if report.errors or report.refused:
         raise SystemExit(1)
 
 

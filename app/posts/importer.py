@@ -7,9 +7,11 @@ from pathlib import Path
 import frontmatter
 import yaml
 
+from app import dates
 from app.extensions import db
 from app.posts.models import Post
-from app.posts.services import apply_fields, post_by_slug
+from app.posts.services import apply_fields, differs, post_by_slug
+from app.types import utcnow
 
 REQUIRED = ("title", "slug", "standfirst", "published")
 
@@ -23,10 +25,16 @@ class ImportReport:
     created: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
+    # Posts that exist already, left as they are because no update was asked for.
+    skipped: list[str] = field(default_factory=list)
+    # (slug, why): an update would have overwritten what staff wrote in the web editor.
+    refused: list[tuple[str, str]] = field(default_factory=list)
     errors: list[tuple[Path, str]] = field(default_factory=list)
 
 
-def import_directory(directory):
+def import_directory(directory, update=False):
+    """Create a post for each new file; with `update`, also update existing posts from their
+    files, except those changed in the web editor since their last import."""
     report = ImportReport()
     for path in sorted(Path(directory).glob("*.md")):
         try:
@@ -34,20 +42,43 @@ def import_directory(directory):
         except ContentError as error:
             report.errors.append((path, str(error)))
             continue
-        outcome = upsert(fields)
-        getattr(report, outcome).append(fields["slug"])
+        import_post(fields, update, report)
     db.session.commit()
     return report
 
 
-def upsert(fields):
-    post = post_by_slug(fields["slug"])
+def import_post(fields, update, report):
+    slug = fields["slug"]
+    post = post_by_slug(slug)
     if post is None:
-        post = Post(slug=fields["slug"])
+        post = Post(slug=slug)
         apply_fields(post, fields)
+        mark_imported(post)
         db.session.add(post)
-        return "created"
-    return "updated" if apply_fields(post, fields) else "unchanged"
+        report.created.append(slug)
+    elif not update:
+        report.skipped.append(slug)
+    elif (why := web_edit_of(post)) and differs(post, fields):
+        report.refused.append((slug, why))
+    elif apply_fields(post, fields):
+        mark_imported(post)
+        report.updated.append(slug)
+    else:
+        report.unchanged.append(slug)
+
+
+def web_edit_of(post):
+    """Why the post's own text may differ from its file, or None if it cannot."""
+    if post.imported_at is None:
+        return "it has no import on record (written in the web editor, or imported earlier)"
+    if post.updated_at > post.imported_at:
+        return f"it was changed in the web editor on {dates.stamp(post.updated_at)}"
+    return None
+
+
+def mark_imported(post):
+    # Both set together, so only a later edit makes updated_at the newer of the two.
+    post.imported_at = post.updated_at = utcnow()
 
 
 def read_post_file(path):

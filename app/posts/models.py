@@ -47,6 +47,8 @@ class Post(db.Model):
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # Set with updated_at by `flask content import`: a later updated_at is a web edit.
+    imported_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     tags: Mapped[list[Tag]] = relationship(secondary=post_tags, order_by=Tag.name, lazy="selectin")
 

@@ -75,6 +75,17 @@ def apply_fields(post, fields):
     return changed
 
 
+def differs(post, fields):
+    """Whether apply_fields(post, fields) would change the post; it creates no tags."""
+    for name, value in fields.items():
+        if name == "tags":
+            if sorted(tag.slug for tag in post.tags) != sorted(tag_names_by_slug(value)):
+                return True
+        elif getattr(post, name) != value:
+            return True
+    return False
+
+
 def post_by_slug(slug):
     return db.session.scalars(select(Post).where(Post.slug == slug)).first()
 
