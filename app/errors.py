@@ -1,10 +1,11 @@
 """Styled error pages; a server error rolls the session back before rendering."""
 
-from flask import render_template
+from flask import current_app, render_template
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException
+from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException, ServiceUnavailable
 
-from app.extensions import db
+from app.extensions import db, login_manager
 
 PAGES = {404: "errors/404.html", 500: "errors/500.html"}
 
@@ -13,6 +14,7 @@ def init_app(app):
     app.register_error_handler(CSRFError, csrf_error)
     app.register_error_handler(HTTPException, http_error)
     app.register_error_handler(500, server_error)
+    app.register_error_handler(OperationalError, database_unavailable)
 
 
 # An error page answers one request: no cache, shared or private, may keep it.
@@ -30,8 +32,13 @@ def http_error(error):
     if description == type(error).description or error.code == 429:
         description = FRIENDLY_DESCRIPTIONS.get(error.code, description)
     response = render_template(template, error=error, description=description)
+    return response, error.code, headers_of(error)
+
+
+def headers_of(error):
+    """The error's own headers (Retry-After, Allow...) and no-store; the page sets its type."""
     headers = [(name, value) for name, value in error.get_headers() if name != "Content-Type"]
-    return response, error.code, [*headers, NO_STORE]
+    return [*headers, NO_STORE]
 
 
 def csrf_error(error):
@@ -46,3 +53,24 @@ def csrf_error(error):
 def server_error(error):
     db.session.rollback()
     return render_template("errors/500.html", error=error), 500, [NO_STORE]
+
+
+DATABASE_DOWN = (
+    "We cannot reach our database at the moment, so this page cannot be shown. "
+    "Nothing you saved before is lost. Please try again in a minute."
+)
+
+
+def database_unavailable(error):
+    """The database is unreachable or dropped the connection: a 503 that says so, not a 500."""
+    # The first line of the driver's message only: the statement's parameters may hold
+    # what a visitor typed.
+    reason = str(error.orig).splitlines()[0] if error.orig else type(error).__name__
+    current_app.logger.error("Database unavailable: %s", reason)
+    db.session.remove()
+    # Every render asks Flask-Login for the user, whose session row is in the database: this
+    # page is shown as to an anonymous visitor, without logging anyone out.
+    login_manager._update_request_context_with_user()
+    unavailable = ServiceUnavailable(DATABASE_DOWN, retry_after=30)
+    response = render_template("errors/generic.html", error=unavailable, description=DATABASE_DOWN)
+    return response, 503, headers_of(unavailable)
