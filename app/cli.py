@@ -76,6 +76,8 @@ def deliver(once, interval):
             continue
         finally:
             db.session.remove()
+        if report.stored:
+            click.echo(f"{len(report.stored)} kept leads stored: {', '.join(report.stored)}.")
         if report.sent or report.retrying or report.failed:
             click.echo(f"{report.sent} sent, {report.retrying} to retry, {report.failed} failed.")
         for error in report.errors:

@@ -46,6 +46,8 @@ DEFAULTS = {
     "PUBLIC_CACHE_SECONDS": 300,
     "CONTENT_DIR": None,
     "UPLOAD_FOLDER": None,
+    # Where a lead is kept when the database cannot be reached (app/leads/spool.py).
+    "LEAD_SPOOL_DIR": None,
     "MAX_COVER_BYTES": 5 * 1024 * 1024,
     # Any request body: a larger one gets 413 unread. The post editor and the contact form
     # set their own per-request caps (app/staff/posts.py, app/leads/protection.py).
@@ -77,6 +79,7 @@ ENVIRONMENT = {
     "PUBLIC_CACHE_SECONDS": ("PUBLIC_CACHE_SECONDS", int),
     "CONTENT_DIR": ("CONTENT_DIR", str),
     "UPLOAD_FOLDER": ("UPLOAD_FOLDER", str),
+    "LEAD_SPOOL_DIR": ("LEAD_SPOOL_DIR", str),
     "MAX_COVER_BYTES": ("MAX_COVER_BYTES", int),
     "MAX_CONTENT_LENGTH": ("MAX_CONTENT_LENGTH", int),
     "MAIL_SERVER": ("MAIL_SERVER", str),
@@ -151,6 +154,8 @@ def apply_derived_defaults(app):
         config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{instance / 'site.db'}"
     if not config["UPLOAD_FOLDER"]:
         config["UPLOAD_FOLDER"] = str(instance / "uploads")
+    if not config["LEAD_SPOOL_DIR"]:
+        config["LEAD_SPOOL_DIR"] = str(instance / "spool")
     if not config["CONTENT_DIR"]:
         config["CONTENT_DIR"] = str(Path(app.root_path).parent / "content")
     config["PRODUCTION"] = config["APP_ENV"] == "production"

@@ -109,9 +109,9 @@ def empty_postgres(url):
 
 
 @pytest.fixture
-def app_config(database_uri):
+def app_config(database_uri, tmp_path):
     """Settings for the app under test; a test may change them before using `app`."""
-    return make_config(database_uri)
+    return make_config(database_uri, LEAD_SPOOL_DIR=str(tmp_path / "spool"))
 
 
 class FreshContextClient(FlaskClient):

@@ -1,9 +1,16 @@
 """What a database failure must not cost: a lead being sent, or a staff page."""
 
+import json
+import stat
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
 import pytest
 import sqlalchemy as sa
 
 from app.extensions import db
+from app.leads import delivery, spool
+from app.leads.models import Lead, OutboxMessage
 from tests.conftest import free_port
 
 
@@ -60,3 +67,100 @@ def test_while_the_database_is_down_staff_pages_answer_a_clear_503(
     assert "no-store" in response.headers["Cache-Control"]
     assert "Database unavailable" in caplog.text
     assert client.get("/staff/leads/").status_code == 200  # nobody was logged out
+
+
+# The spool: a lead sent while the database is down
+
+
+def spool_file(app, reference):
+    return Path(app.config["LEAD_SPOOL_DIR"]) / f"{reference}.json"
+
+
+def stored_leads(app):
+    with app.app_context():
+        return db.session.scalars(sa.select(Lead).order_by(Lead.id)).all()
+
+
+def reference_of(response):
+    assert response.status_code == 303, response.text
+    return response.location.rsplit("/", 1)[1]
+
+
+@pytest.fixture
+def outage(make_app, database_uri, tmp_path):
+    """The site while its database cannot be reached, and the same site once it is back."""
+    # Many visitors at once rather than one visitor many times: a rate limit out of reach.
+    settings = {"LEADS_NOTIFY_TO": ["sales@agency.test"], "CONTACT_RATE_LIMIT": "1000 per minute"}
+    unreachable = unreachable_database(database_uri, tmp_path)
+    down = make_app(SQLALCHEMY_DATABASE_URI=unreachable, **settings)
+    return down, lambda **more: make_app(**settings, **more)
+
+
+def test_a_lead_sent_while_the_database_is_down_is_kept_then_arrives_once(
+    outage, post_lead, smtp_server
+):
+    down, back_up = outage
+    visitor = down.test_client()
+
+    reference = reference_of(post_lead(visitor, page="https://agency.test/posts/a?utm_source=x"))
+    thanks = visitor.get(f"/contact/thanks/{reference}")
+
+    assert thanks.status_code == 200 and reference in thanks.text
+    kept = spool_file(down, reference)
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    record = json.loads(kept.read_text())
+    assert (record["name"], record["utm_source"], record["status"]) == ("Ada Lovelace", "x", "new")
+
+    app = back_up(**smtp_server.config)
+    with app.app_context():
+        assert delivery.deliver_due().stored == [reference]
+        assert delivery.deliver_due().stored == []
+
+    (lead,) = stored_leads(app)
+    assert (lead.reference, lead.name, lead.source_path) == (reference, "Ada Lovelace", "/posts/a")
+    assert lead.created_at.isoformat() == record["created_at"]
+    (received,) = smtp_server.wait_for(2, timeout=1)
+    assert f"[{reference}]" in received.message["Subject"]
+    assert not kept.exists()
+
+
+def test_a_corrupt_spool_file_is_named_and_left_while_the_others_move_in(
+    outage, post_lead, smtp_server
+):
+    down, back_up = outage
+    references = [reference_of(post_lead(down.test_client())) for _ in range(2)]
+    broken = spool_file(down, "LC-0000-0000")
+    broken.write_text('{"reference": "LC-0000-0000", "name": "Half a wri')  # a crash mid-write
+
+    app = back_up(**smtp_server.config)
+    result = app.test_cli_runner().invoke(args=["leads", "deliver", "--once"])
+
+    assert result.exit_code == 0, result.output
+    assert f"{broken}: not a complete lead record" in result.output
+    assert sorted(lead.reference for lead in stored_leads(app)) == sorted(references)
+    assert broken.exists()
+    assert len(smtp_server.wait_for(2)) == 2
+
+
+def test_two_workers_draining_at_once_store_each_lead_once(outage, post_lead):
+    down, back_up = outage
+    references = {reference_of(post_lead(down.test_client())) for _ in range(20)}
+    app = back_up()
+
+    def drain():
+        with app.app_context():
+            moved, problems = spool.drain()
+            db.session.remove()
+        assert problems == []
+        return moved
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        runs = [pool.submit(drain) for _ in range(2)]
+    moved = [reference for run in runs for reference in run.result()]
+
+    assert sorted(moved) == sorted(references)
+    leads = stored_leads(app)
+    assert sorted(lead.reference for lead in leads) == sorted(references)
+    with app.app_context():
+        messages = db.session.scalars(sa.select(OutboxMessage)).all()
+        assert len(messages) == len(references)

@@ -19,7 +19,7 @@ from app import dates
 from app.extensions import db
 from app.leads import delivery
 from app.leads.models import Lead, OutboxMessage
-from app.leads.services import queue_notifications
+from app.leads.notifications import queue_notifications
 from app.types import utcnow
 from tests.conftest import ROOT, SITE_URL, use_mail_server
 

@@ -22,6 +22,7 @@ from jinja2 import TemplateError
 from sqlalchemy import or_, select, update
 
 from app.extensions import db, mail
+from app.leads import spool
 from app.leads.models import OutboxMessage
 from app.mail import one_line, render_message
 from app.types import utcnow
@@ -49,6 +50,8 @@ class DeliveryReport:
     retrying: int = 0
     failed: int = 0
     errors: list[str] = field(default_factory=list)
+    # References of the leads moved in from the spool by this run.
+    stored: list[str] = field(default_factory=list)
 
 
 def worker_name():
@@ -91,8 +94,11 @@ def deliver_due(worker=None):
     cannot be reached, the run stops: the messages not yet tried wait for the next one.
     """
     worker = worker or worker_name()
-    started = utcnow()
     report = DeliveryReport()
+    # Leads kept in the spool during a database outage first: their emails go in this run.
+    report.stored, problems = spool.drain()
+    report.errors.extend(problems)
+    started = utcnow()
     while messages := claim_due(worker, started):
         if not send_batch(messages, report, worker):
             break

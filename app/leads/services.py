@@ -4,20 +4,29 @@ from urllib.parse import parse_qs, urlsplit
 
 from flask import current_app, request
 from sqlalchemy import select
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from app.extensions import db
-from app.leads import delivery
+from app.leads import delivery, spool
 from app.leads.forms import CONSENT_VERSION, consent_text
-from app.leads.models import REFERENCE, Lead, OutboxMessage
+from app.leads.models import REFERENCE, Lead, new_reference
+from app.leads.notifications import queue_notifications
 from app.leads.protection import allowed_origins, origin_of
+from app.types import utcnow
 from app.validation import CONTROL_CHARACTERS
 
 UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 
 
 def submit_lead(form, spam_reason=None):
-    """Store the lead and its outbox rows, commit, then nudge delivery. Returns the lead."""
+    """Store the lead and its outbox rows, commit, then nudge delivery. Returns the lead.
+
+    If the database cannot be reached, the lead is kept in the spool instead, to be stored
+    (with its notifications) by the delivery worker once the database is back.
+    """
     lead = Lead(
+        reference=new_reference(),
+        created_at=utcnow(),
         name=form.name.data,
         email=form.email.data,
         company=form.company.data or "",
@@ -33,24 +42,30 @@ def submit_lead(form, spam_reason=None):
     db.session.add(lead)
     if not lead.is_spam:
         queue_notifications(lead)
-    db.session.commit()
+    try:
+        db.session.commit()
+    except (OperationalError, InterfaceError) as error:
+        db.session.remove()
+        spool.keep(lead)
+        current_app.logger.warning(
+            "Database unavailable (%s); lead %s kept in the spool",
+            type(error.orig).__name__,
+            lead.reference,
+        )
+        return lead
     delivery.wake()
     return lead
 
 
 def lead_by_reference(reference):
-    """The lead with exactly this reference, or None (also for text that is no reference)."""
+    """The lead with exactly this reference, kept in the spool or stored, or None (also for
+    text that is no reference). The spool is looked at first: it needs no database."""
     if not REFERENCE.fullmatch(reference):
         return None
-    return db.session.scalars(select(Lead).where(Lead.reference == reference)).first()
-
-
-def queue_notifications(lead):
-    config = current_app.config
-    for recipient in config["LEADS_NOTIFY_TO"] or [config["SITE_EMAIL"]]:
-        lead.messages.append(OutboxMessage(kind="lead_notification", recipient=recipient))
-    if config["LEADS_ACKNOWLEDGE"]:
-        lead.messages.append(OutboxMessage(kind="lead_acknowledgment", recipient=lead.email))
+    return (
+        spool.kept(reference)
+        or db.session.scalars(select(Lead).where(Lead.reference == reference)).first()
+    )
 
 
 def attribution(source_page, page_referrer):

@@ -14,7 +14,7 @@ from app.accounts.models import User
 from app.extensions import db
 from app.leads import delivery
 from app.leads.models import LEAD_STATUSES, Lead, LeadActivity, LeadNote, OutboxMessage
-from app.leads.services import queue_notifications
+from app.leads.notifications import queue_notifications
 from app.types import utcnow
 
 PURGE_BATCH = 500
