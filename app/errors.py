@@ -65,7 +65,7 @@ def database_unavailable(error):
     """The database is unreachable or dropped the connection: a 503 that says so, not a 500."""
     # The first line of the driver's message only: the statement's parameters may hold
     # what a visitor typed.
-    reason = str(error.orig).splitlines()[0] if error.orig else type(error).__name__
+    reason = (str(error.orig).splitlines() or [type(error.orig).__name__])[0]
     current_app.logger.error("Database unavailable: %s", reason)
     db.session.remove()
     # Every render asks Flask-Login for the user, whose session row is in the database: this

@@ -32,7 +32,8 @@ def include_in_autogenerate(object, name, type_, reflected, compare_to):
 
 # pool_pre_ping: a pooled connection that PostgreSQL closed (a restart, an idle timeout) is
 # replaced before use, instead of failing the next request, perhaps a lead being sent.
-db = SQLAlchemy(model_class=Base, engine_options={"pool_pre_ping": True})
+# hide_parameters: a logged database error never carries what a visitor typed.
+db = SQLAlchemy(model_class=Base, engine_options={"pool_pre_ping": True, "hide_parameters": True})
 migrate = Migrate(render_as_batch=True, compare_type=True, include_object=include_in_autogenerate)
 compress = Compress()
 mail = SiteMail()

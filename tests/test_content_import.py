@@ -105,6 +105,21 @@ def test_a_restart_keeps_web_edits_and_an_update_refuses_to_overwrite_them(runne
     assert post_named(post.slug).title == "Edited by staff in the web editor"
 
 
+def test_an_edit_of_the_tags_alone_counts_as_a_web_edit(runner, client, editor):
+    assert runner.invoke(args=["content", "import"]).exit_code == 0
+    post = post_named("casip-solid-state-battery-consortium")
+    assert submit_edit(client, post, tag_names="Edited Tag").status_code == 303
+    db.session.expire_all()  # the command runs in this test's session; a real one starts afresh
+
+    update = runner.invoke(args=["content", "import", "--update"])
+
+    assert update.exit_code == 1
+    assert f"{post.slug}: not updated from its file: it was changed in the web editor" in (
+        update.output
+    )
+    assert [tag.name for tag in post_named(post.slug).tags] == ["Edited Tag"]
+
+
 def test_an_update_refuses_a_post_written_in_the_web_editor(runner, make_post, tmp_path):
     make_post(slug="a-good-post", title="Written in the editor")
     (tmp_path / "good.md").write_text(GOOD_POST)

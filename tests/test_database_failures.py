@@ -164,3 +164,20 @@ def test_two_workers_draining_at_once_store_each_lead_once(outage, post_lead):
     with app.app_context():
         messages = db.session.scalars(sa.select(OutboxMessage)).all()
         assert len(messages) == len(references)
+
+
+def test_when_neither_database_nor_spool_can_take_the_lead_the_visitor_is_told(
+    make_app, database_uri, tmp_path, post_lead
+):
+    (tmp_path / "a-file").write_text("")
+    down = make_app(
+        SQLALCHEMY_DATABASE_URI=unreachable_database(database_uri, tmp_path),
+        LEAD_SPOOL_DIR=str(tmp_path / "a-file" / "spool"),  # cannot be created
+    )
+
+    response = post_lead(down.test_client(), message="Our launch is in May.")
+
+    assert response.status_code == 503
+    assert "it has not been sent" in response.text
+    assert "Our launch is in May." in response.text
+    assert response.headers["Cache-Control"].startswith("no-store")

@@ -46,15 +46,30 @@ def submit_lead(form, spam_reason=None):
         db.session.commit()
     except (OperationalError, InterfaceError) as error:
         db.session.remove()
-        spool.keep(lead)
-        current_app.logger.warning(
-            "Database unavailable (%s); lead %s kept in the spool",
-            type(error.orig).__name__,
-            lead.reference,
-        )
+        keep_in_spool(lead, reason=type(error.orig).__name__)
         return lead
     delivery.wake()
     return lead
+
+
+class LeadNotSaved(RuntimeError):
+    """Neither the database nor the spool could take the lead: the visitor must be told."""
+
+
+def keep_in_spool(lead, reason):
+    try:
+        spool.keep(lead)
+    except OSError as error:
+        current_app.logger.critical(
+            "Database unavailable (%s) and spool not writable (%s): lead %s not saved",
+            reason,
+            error.strerror,
+            lead.reference,
+        )
+        raise LeadNotSaved from error
+    current_app.logger.warning(
+        "Database unavailable (%s); lead %s kept in the spool", reason, lead.reference
+    )
 
 
 def lead_by_reference(reference):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from flask import current_app
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 
 from app.extensions import db
 from app.leads.models import REFERENCE, Lead
@@ -103,6 +103,8 @@ def lead_from(record):
         }
     except (TypeError, ValueError) as error:
         raise SpoolError(f"a date cannot be read ({error})") from error
+    if any(values[key].tzinfo is None for key in DATETIMES & set(values)):
+        raise SpoolError("a date has no time zone")
     return Lead(**values)
 
 
@@ -119,23 +121,37 @@ def drain():
             problems.append(f"{path}: {error}")
             current_app.logger.error("Spooled lead %s cannot be read: %s", path.name, error)
             continue
-        if store(lead):
-            moved.append(lead.reference)
+        try:
+            if store(lead):
+                moved.append(lead.reference)
+        except (OperationalError, InterfaceError):
+            db.session.rollback()
+            break  # the database is away again: the rest wait, and the emails still go
+        except SQLAlchemyError as error:
+            db.session.rollback()
+            problems.append(f"{path}: the database refused it ({type(error).__name__})")
+            current_app.logger.error("Spooled lead %s refused: %s", path.name, type(error))
+            continue
         path.unlink(missing_ok=True)
     return moved, problems
 
 
 def store(lead):
     """Insert the lead with its notifications; False if its reference is stored already."""
-    exists = select(Lead.id).where(Lead.reference == lead.reference)
-    if db.session.scalar(exists) is not None:
+    if is_stored(lead.reference):
         return False
     db.session.add(lead)
     if not lead.is_spam:
         queue_notifications(lead)
     try:
         db.session.commit()
-    except IntegrityError:  # another worker stored it between the check and the commit
+    except IntegrityError:
         db.session.rollback()
-        return False
+        if is_stored(lead.reference):  # another worker stored it since the check
+            return False
+        raise
     return True
+
+
+def is_stored(reference):
+    return db.session.scalar(select(Lead.id).where(Lead.reference == reference)) is not None

@@ -12,7 +12,7 @@ from flask import (
 from app.extensions import limiter
 from app.leads import protection
 from app.leads.forms import LIMITS, ContactForm, consent_label
-from app.leads.services import lead_by_reference, submit_lead
+from app.leads.services import LeadNotSaved, lead_by_reference, submit_lead
 
 blueprint = Blueprint("leads", __name__)
 
@@ -41,19 +41,31 @@ def submit():
     age = protection.render_token_age(form.rendered_at.data)
     if not form.validate() or age is None:
         return show_again(form, stale=age is None)
-    lead = submit_lead(form, spam_reason=protection.spam_reason(form, age))
+    try:
+        lead = submit_lead(form, spam_reason=protection.spam_reason(form, age))
+    except LeadNotSaved:
+        return show_again(form, stale=False, notice=not_saved_message(), status=503)
     return redirect(url_for("leads.thanks", reference=lead.reference), code=303)
 
 
-def show_again(form, stale):
+def not_saved_message():
+    return (
+        "We could not save your message just now, so it has not been sent. Everything you "
+        "typed is still here: please try again in a few minutes, or email us at "
+        f"{current_app.config['SITE_EMAIL']}."
+    )
+
+
+def show_again(form, stale, notice=None, status=422):
     """The form again with everything typed; it holds personal data, so no cache keeps it."""
     # A valid render time is kept: correcting a mistake and sending at once is not a bot.
     if stale:
         form.rendered_at.data = protection.new_render_token()
     # Without JavaScript the next try comes from /contact: keep the page of the first.
     form.source_page.data = form.source_page.data or request.referrer
-    notice = STALE_FORM_MESSAGE if stale else None
-    response = make_response(render_template("leads/contact.html", form=form, notice=notice), 422)
+    notice = notice or (STALE_FORM_MESSAGE if stale else None)
+    html = render_template("leads/contact.html", form=form, notice=notice)
+    response = make_response(html, status)
     response.cache_control.no_store = True
     return response
 

@@ -106,7 +106,8 @@ def change_status(lead, status, actor, action):
         lead.spam_reason = lead.spam_reason or STAFF_SPAM_REASON
     else:
         lead.spam_reason = None
-        notify_if_never_notified(lead)
+        if lead.status == "spam":
+            notify_if_never_notified(lead)
     lead.status = status
 
 

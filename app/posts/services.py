@@ -121,7 +121,10 @@ def save(post, fields, publication=None):
     Raises SlugTaken if another post took the slug first; nothing is saved then.
     """
     previous_cover = post.cover_image
-    apply_fields(post, fields)
+    if apply_fields(post, fields) or publication is not None:
+        # Explicitly: a change of tags alone writes no posts row, so onupdate would not run,
+        # and the content importer reads a later updated_at as an edit made here.
+        post.updated_at = utcnow()
     if publication is not None:
         publication(post)
     db.session.add(post)
