@@ -279,6 +279,13 @@ def make_lead(app):
     return make
 
 
+def deliver(runner):
+    """Run `flask leads deliver --once`, as the worker would; it must succeed."""
+    result = runner.invoke(args=["leads", "deliver", "--once"])
+    assert result.exit_code == 0, result.output
+    return result
+
+
 # SQL statements, counted as Warehouse's query_recorder counts them.
 
 

@@ -21,7 +21,7 @@ from app.leads import delivery
 from app.leads.models import Lead, OutboxMessage
 from app.leads.notifications import queue_notifications
 from app.types import utcnow
-from tests.conftest import ROOT, SITE_URL, use_mail_server
+from tests.conftest import ROOT, SITE_URL, deliver, use_mail_server
 
 STAFF = ["sales@agency.test", "partners@agency.test"]
 SENDER = "website@agency.test"
@@ -48,12 +48,6 @@ def app_config(app_config):
         "MAIL_DEFAULT_SENDER": SENDER,
         "MAIL_TIMEOUT": 2,
     }
-
-
-def deliver(runner):
-    result = runner.invoke(args=["leads", "deliver", "--once"])
-    assert result.exit_code == 0, result.output
-    return result
 
 
 def outbox():

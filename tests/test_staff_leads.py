@@ -14,7 +14,7 @@ from app.leads import inbox, workflow
 from app.leads.inbox import Cursor, Filters
 from app.leads.models import Lead, LeadActivity, LeadNote, OutboxMessage
 from app.types import utcnow
-from tests.conftest import csrf_token
+from tests.conftest import csrf_token, deliver
 
 INBOX = "/staff/leads/"
 XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>'
@@ -508,11 +508,6 @@ def outbox_statuses(reference):
     return [message.status for message in lead.messages]
 
 
-def deliver_due(runner):
-    result = runner.invoke(args=["leads", "deliver", "--once"])
-    assert result.exit_code == 0, result.output
-
-
 def test_not_spam_sends_the_notification_the_lead_never_sent(
     app, client, editor, runner, post_lead, smtp_server
 ):
@@ -526,7 +521,7 @@ def test_not_spam_sends_the_notification_the_lead_never_sent(
     post(client, url, {"status": "new"})
     post(client, url, {"status": "spam"})
     post(client, url, {"status": "new"})
-    deliver_due(runner)
+    deliver(runner)
 
     (received,) = smtp_server.wait_for(1)
     assert received.rcpt_tos == ["sales@agency.test"]
@@ -543,7 +538,7 @@ def test_bulk_not_spam_sends_each_missing_notification(
     ids, references = [str(lead.id) for lead in leads], sorted(lead.reference for lead in leads)
 
     bulk(client, {"lead": ids, "action": "status", "status": "new"})
-    deliver_due(runner)
+    deliver(runner)
 
     subjects = [received.message["Subject"] for received in smtp_server.wait_for(3)]
     assert sorted(re.search(r"\[(LC-[^\]]+)\]", subject)[1] for subject in subjects) == references

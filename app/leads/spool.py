@@ -41,24 +41,25 @@ def folder():
 
 def keep(lead):
     """Write the lead durably to the spool; only then may the visitor be thanked."""
-    folder().mkdir(mode=0o700, parents=True, exist_ok=True)
+    spool = folder()
+    spool.mkdir(mode=0o700, parents=True, exist_ok=True)
     data = json.dumps(record_of(lead), ensure_ascii=False).encode()
-    descriptor, temporary = tempfile.mkstemp(dir=folder(), suffix=".tmp")  # mode 0600
+    descriptor, temporary = tempfile.mkstemp(dir=spool, suffix=".tmp")  # mode 0600
     try:
         with os.fdopen(descriptor, "wb") as file:
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
-        os.replace(temporary, folder() / f"{lead.reference}.json")
+        os.replace(temporary, spool / f"{lead.reference}.json")
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    sync_folder()
+    sync_folder(spool)
 
 
-def sync_folder():
+def sync_folder(spool):
     """Make the rename itself durable."""
-    descriptor = os.open(folder(), os.O_RDONLY)
+    descriptor = os.open(spool, os.O_RDONLY)
     try:
         os.fsync(descriptor)
     finally:
@@ -67,8 +68,12 @@ def sync_folder():
 
 def record_of(lead):
     """The lead's set values as JSON types; unset ones get their defaults when stored."""
-    values = {key: getattr(lead, key) for key in KEPT if getattr(lead, key) is not None}
-    return {key: value.isoformat() if key in DATETIMES else value for key, value in values.items()}
+    values = {key: getattr(lead, key) for key in KEPT}
+    return {
+        key: value.isoformat() if key in DATETIMES else value
+        for key, value in values.items()
+        if value is not None
+    }
 
 
 def kept(reference):
