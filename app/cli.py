@@ -1,8 +1,9 @@
-"""Command-line groups: `flask content ...`, `flask leads ...`, `flask staff ...`."""
+"""Command-line groups: `flask content|leads|staff|backup ...`."""
 
 import sys
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
+from pathlib import Path
 
 import click
 from flask import current_app
@@ -11,6 +12,8 @@ from flask.cli import AppGroup
 from app import dates
 from app.accounts import services as accounts
 from app.accounts.models import ROLES
+from app.backup import archive, schema
+from app.backup.databases import BackupError
 from app.extensions import db
 from app.leads import workflow
 from app.leads.delivery import deliver_due, worker_name
@@ -20,12 +23,14 @@ from app.types import utcnow
 content = AppGroup("content", help="Manage published content.")
 leads = AppGroup("leads", help="Work with leads and their notifications.")
 staff = AppGroup("staff", help="Manage staff accounts.")
+backup = AppGroup("backup", help="Back up and restore the database, covers and kept leads.")
 
 
 def init_app(app):
     app.cli.add_command(content)
     app.cli.add_command(leads)
     app.cli.add_command(staff)
+    app.cli.add_command(backup)
 
 
 @content.command("import")
@@ -161,3 +166,69 @@ def purge_leads(days, dry_run):
         click.echo(f"Dry run: {count} {noun} {before} would be purged. Nothing was deleted.")
     else:
         click.echo(f"Purged {count} {noun} {before}.")
+
+
+@backup.command("create")
+@click.argument("path", type=click.Path(path_type=Path))
+def create_backup(path):
+    """Write one archive of the database, uploaded covers and kept leads to PATH (a file name,
+    or a folder to name it in); safe while the site runs."""
+    written, manifest = backup_command(lambda: archive.create(path))
+    click.echo(f"Backed up to {written} ({size(written)}): {contents(manifest)}.")
+
+
+@backup.command("verify")
+@click.argument("path", type=click.Path(path_type=Path))
+def verify_backup(path):
+    """Read an archive through and check every file against its manifest; change nothing."""
+    manifest = backup_command(lambda: archive.verify(path))
+    made = dates.stamp(datetime.fromisoformat(manifest["created_at"]))
+    click.echo(f"{path} is complete, made {made}: {contents(manifest)}.")
+
+
+@backup.command("restore")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--force", is_flag=True, help="Replace a database that already holds data.")
+def restore_backup(path, force):
+    """Restore an archive: the database all at once, then covers and kept leads. Stop the site
+    and the delivery worker first."""
+    manifest = backup_command(lambda: archive.restore(path, force=force))
+    click.echo(f"Restored {path}: {contents(manifest)}.")
+    revision = manifest["database"]["revision"]
+    if revision != schema.head():
+        click.echo(f"The database was migrated from schema revision {revision} to {schema.head()}.")
+
+
+def size(path):
+    kilobytes = path.stat().st_size / 1024
+    return f"{kilobytes:.0f} KB" if kilobytes < 1024 else f"{kilobytes / 1024:.1f} MB"
+
+
+def backup_command(action):
+    try:
+        return action()
+    except BackupError as error:
+        raise click.ClickException(str(error)) from error
+
+
+CONTENTS = {
+    "leads": "lead",
+    "outbox_messages": "email",
+    "posts": "post",
+    "users": "staff account",
+}
+
+
+def contents(manifest):
+    """What an archive holds, in words: "12 leads, 30 emails, ... (schema revision 0004)"."""
+    rows = manifest["database"]["rows"]
+    counts = [counted(rows.get(table, 0), noun) for table, noun in CONTENTS.items()]
+    for folder, noun in [(archive.UPLOADS, "uploaded cover"), (archive.SPOOL, "kept lead")]:
+        counts.append(
+            counted(sum(name.startswith(f"{folder}/") for name in manifest["files"]), noun)
+        )
+    return f"{', '.join(counts)} (schema revision {manifest['database']['revision']})"
+
+
+def counted(number, noun):
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"

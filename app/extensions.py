@@ -1,5 +1,7 @@
 """Flask extensions, created unbound and initialised by the application factory."""
 
+from pathlib import Path
+
 from flask_compress import Compress
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -44,7 +46,8 @@ csrf = CSRFProtect()
 
 def init_app(app):
     db.init_app(app)
-    migrate.init_app(app, db)
+    # The scripts beside the package, so `flask db` works from any directory.
+    migrate.init_app(app, db, directory=str(Path(app.root_path).parent / "migrations"))
     compress.init_app(app)
     mail.init_app(app)
     limiter.init_app(app)

@@ -34,10 +34,19 @@ def run_migrations_online():
     conf_args = dict(current_app.extensions["migrate"].configure_args)
     conf_args.setdefault("process_revision_directives", skip_empty_autogenerate)
 
-    with target_db.engine.connect() as connection:
+    def run_on(connection):
         context.configure(connection=connection, target_metadata=target_db.metadata, **conf_args)
         with context.begin_transaction():
             context.run_migrations()
+
+    # A caller may hand over a connection to another database (app/backup migrates a restored
+    # copy before it replaces the live one).
+    given = config.attributes.get("connection")
+    if given is not None:
+        run_on(given)
+        return
+    with target_db.engine.connect() as connection:
+        run_on(connection)
 
 
 if context.is_offline_mode():

@@ -1,0 +1,202 @@
+"""The backup archive: a gzip'd tar with manifest.json first, then the database copy, the
+uploaded covers (uploads/) and the kept leads (spool/). The manifest holds the schema
+revision, the rows in each table and each file's size and SHA-256, so a restore can check
+everything before it changes anything.
+"""
+
+import hashlib
+import io
+import json
+import os
+import secrets
+import shutil
+import tarfile
+import tempfile
+import zlib
+from pathlib import Path
+
+from flask import current_app
+
+from app.backup import databases, schema
+from app.backup.databases import BackupError
+from app.extensions import db
+from app.leads import spool
+from app.posts.uploads import upload_folder
+from app.types import utcnow
+
+FORMAT = 1
+MANIFEST = "manifest.json"
+UPLOADS = "uploads"
+SPOOL = "spool"
+
+
+def create(path):
+    """Write a backup to `path` (a file, or a folder to name one in); return (path, manifest)."""
+    database = databases.current()
+    target = archive_path(Path(path))
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".backup-") as staging:
+        staging = Path(staging)
+        revision, rows = database.dump(staging / database.file_name)
+        if revision is None:
+            raise BackupError("The database has no schema yet: run `flask db upgrade` first.")
+        copy_files(upload_folder(), staging / UPLOADS, "*")
+        copy_files(spool.folder(), staging / SPOOL, "*.json")
+        manifest = {
+            "format": FORMAT,
+            "created_at": utcnow().isoformat(),
+            "site": current_app.config["SITE_URL"],
+            "database": {
+                "kind": database.kind,
+                "file": database.file_name,
+                "revision": revision,
+                "rows": rows,
+            },
+            "files": checksums(staging),
+        }
+        write_archive(staging, manifest, target)
+    return target, manifest
+
+
+def archive_path(path):
+    if path.is_dir():
+        path = path / f"backup-{utcnow():%Y%m%dT%H%M%SZ}.tar.gz"
+    if path.exists():
+        raise BackupError(f"{path} exists already; backups never overwrite one another.")
+    if not path.parent.is_dir():
+        raise BackupError(f"There is no folder {path.parent}.")
+    return path
+
+
+def copy_files(source, destination, pattern):
+    """Copy the folder's finished files (names starting with a dot are partial uploads)."""
+    destination.mkdir()
+    for file in sorted(source.glob(pattern)) if source.is_dir() else []:
+        if file.is_file() and not file.name.startswith("."):
+            shutil.copy2(file, destination / file.name)
+
+
+def checksums(staging):
+    return {
+        file.relative_to(staging).as_posix(): {"bytes": file.stat().st_size, "sha256": sha256(file)}
+        for file in sorted(staging.rglob("*"))
+        if file.is_file()
+    }
+
+
+def sha256(path):
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for block in iter(lambda: file.read(1024 * 1024), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_archive(staging, manifest, target):
+    """Written under a temporary name, fsync'd, then renamed: a crash leaves no half archive."""
+    partial = target.with_name(f".{target.name}.{secrets.token_hex(4)}.partial")
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # personal data
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            with tarfile.open(fileobj=file, mode="w:gz") as archive:
+                add_bytes(archive, MANIFEST, json.dumps(manifest, indent=2).encode())
+                for name in manifest["files"]:
+                    archive.add(staging / name, arcname=name, recursive=False)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(partial, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    spool.sync_folder(target.parent)
+
+
+def add_bytes(archive, name, data):
+    member = tarfile.TarInfo(name)
+    member.size = len(data)
+    member.mtime = int(utcnow().timestamp())
+    member.mode = 0o600
+    archive.addfile(member, io.BytesIO(data))
+
+
+def verify(path):
+    """Read the whole archive and check every file against the manifest; return the manifest."""
+    with tempfile.TemporaryDirectory(prefix="backup-verify-") as staging:
+        return unpack(Path(path), Path(staging))
+
+
+def unpack(path, staging):
+    if not path.is_file():
+        raise BackupError(f"There is no archive at {path}.")
+    try:
+        with tarfile.open(path, mode="r:gz") as archive:
+            manifest = json.load(archive.extractfile(MANIFEST))
+            archive.extractall(staging, filter="data")
+    except (tarfile.TarError, EOFError, zlib.error, KeyError, ValueError, OSError) as error:
+        raise BackupError(f"{path} is not a complete backup archive ({error}).") from None
+    check_manifest(manifest, path)
+    files = {name: meta for name, meta in checksums(staging).items() if name != MANIFEST}
+    expected = manifest["files"]
+    damaged = sorted(
+        name for name in files.keys() | expected.keys() if files.get(name) != expected.get(name)
+    )
+    if damaged:
+        raise BackupError(f"{path} is damaged: {', '.join(damaged)} not as the manifest says.")
+    return manifest
+
+
+def check_manifest(manifest, path):
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise BackupError(f"{path} is not a backup this version of the site can read.")
+
+
+def restore(path, force=False):
+    """Put a backup back: the database in one step, then the covers and the kept leads.
+
+    Refuses, before changing anything, an archive that is damaged, from another kind of
+    database, or from a schema this code does not know, and a database that holds data
+    unless `force`. An archive from an older schema is migrated on the way in.
+    """
+    database = databases.current()
+    with tempfile.TemporaryDirectory(prefix="backup-restore-") as staging:
+        staging = Path(staging)
+        manifest = unpack(Path(path), staging)
+        check_restorable(manifest, database)
+        if not force and not database.is_empty():
+            raise BackupError(
+                "The database already holds data. Restore into an empty database, or pass "
+                "--force to replace everything in it with the archive."
+            )
+        db.session.remove()
+        db.engine.dispose()  # no pooled connection of ours may hold a lock on what is replaced
+        # Covers first: should the database step fail, an extra cover file harms nothing.
+        put_files(staging / UPLOADS, upload_folder(), replace=True)
+        info = manifest["database"]
+        database.load(staging / info["file"], info["revision"], info["rows"])
+        put_files(staging / SPOOL, spool.folder(), replace=False)
+        db.engine.dispose()
+    return manifest
+
+
+def check_restorable(manifest, database):
+    info = manifest["database"]
+    if info["kind"] != database.kind:
+        raise BackupError(
+            f"This archive holds a {info['kind']} database and this site uses {database.label}: "
+            "restore it into a site configured with the same kind of database."
+        )
+    if not schema.is_known(info["revision"]):
+        raise BackupError(
+            f"This archive's schema is at revision {info['revision']}, which this version of "
+            f"the site does not know (it is at {schema.head()}): a newer version made it. "
+            "Restore it with that version."
+        )
+
+
+def put_files(source, destination, replace):
+    if not source.is_dir():
+        return
+    destination.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for file in sorted(source.iterdir()):
+        if replace or not (destination / file.name).exists():
+            shutil.copy2(file, destination / f".{file.name}.restoring")
+            os.replace(destination / f".{file.name}.restoring", destination / file.name)
