@@ -16,6 +16,9 @@ DEFAULTS = {
     "SITE_EMAIL": "hello@example.com",
     "SITE_ADDRESS": "1 Innovation Way, Cambridge",
     "SQLALCHEMY_DATABASE_URI": None,
+    # Seconds to wait for PostgreSQL to answer a new connection: a host that has gone silent
+    # must not hold a visitor's form post (the lead goes to the spool instead).
+    "DATABASE_CONNECT_TIMEOUT": 5,
     "MAIL_SERVER": None,
     "MAIL_PORT": 25,
     "MAIL_USE_TLS": False,
@@ -70,6 +73,7 @@ ENVIRONMENT = {
     "APP_ENV": ("APP_ENV", str),
     "SECRET_KEY": ("SECRET_KEY", str),
     "DATABASE_URL": ("SQLALCHEMY_DATABASE_URI", str),
+    "DATABASE_CONNECT_TIMEOUT": ("DATABASE_CONNECT_TIMEOUT", int),
     "SITE_URL": ("SITE_URL", str),
     "PORT": ("PORT", int),
     "SITE_NAME": ("SITE_NAME", str),
@@ -152,6 +156,8 @@ def apply_derived_defaults(app):
     if not config["SQLALCHEMY_DATABASE_URI"]:
         instance.mkdir(parents=True, exist_ok=True)
         config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{instance / 'site.db'}"
+    if config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
+        limit_connect_time(config)
     if not config["UPLOAD_FOLDER"]:
         config["UPLOAD_FOLDER"] = str(instance / "uploads")
     if not config["LEAD_SPOOL_DIR"]:
@@ -168,6 +174,15 @@ def apply_derived_defaults(app):
         config["LEADS_DELIVER_IN_PROCESS"] = not (config["PRODUCTION"] or config.get("TESTING"))
     if not config["SECRET_KEY"] and not config["PRODUCTION"]:
         config["SECRET_KEY"] = DEVELOPMENT_SECRET_KEY
+
+
+def limit_connect_time(config):
+    """libpq's connect_timeout, unless the URL or the engine options set one."""
+    options = dict(config.get("SQLALCHEMY_ENGINE_OPTIONS", {}))
+    connect_args = dict(options.get("connect_args", {}))
+    if "connect_timeout=" not in config["SQLALCHEMY_DATABASE_URI"]:
+        connect_args.setdefault("connect_timeout", config["DATABASE_CONNECT_TIMEOUT"])
+    config["SQLALCHEMY_ENGINE_OPTIONS"] = {**options, "connect_args": connect_args}
 
 
 def check_production(config):

@@ -2,10 +2,9 @@
 
 from flask import current_app, render_template
 from flask_wtf.csrf import CSRFError
-from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, ServiceUnavailable
 
-from app.extensions import db, login_manager
+from app.extensions import DATABASE_UNAVAILABLE, db, login_manager
 
 PAGES = {404: "errors/404.html", 500: "errors/500.html"}
 
@@ -14,7 +13,8 @@ def init_app(app):
     app.register_error_handler(CSRFError, csrf_error)
     app.register_error_handler(HTTPException, http_error)
     app.register_error_handler(500, server_error)
-    app.register_error_handler(OperationalError, database_unavailable)
+    for error in DATABASE_UNAVAILABLE:
+        app.register_error_handler(error, database_unavailable)
 
 
 # An error page answers one request: no cache, shared or private, may keep it.
@@ -65,7 +65,8 @@ def database_unavailable(error):
     """The database is unreachable or dropped the connection: a 503 that says so, not a 500."""
     # The first line of the driver's message only: the statement's parameters may hold
     # what a visitor typed.
-    reason = (str(error.orig).splitlines() or [type(error.orig).__name__])[0]
+    cause = getattr(error, "orig", error)
+    reason = (str(cause).splitlines() or [type(cause).__name__])[0]
     current_app.logger.error("Database unavailable: %s", reason)
     db.session.remove()
     # Every render asks Flask-Login for the user, whose session row is in the database: this

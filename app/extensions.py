@@ -10,6 +10,8 @@ from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
 from sqlalchemy import MetaData
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import DeclarativeBase
 
 from app.mail import SiteMail
@@ -36,6 +38,9 @@ def include_in_autogenerate(object, name, type_, reflected, compare_to):
 # replaced before use, instead of failing the next request, perhaps a lead being sent.
 # hide_parameters: a logged database error never carries what a visitor typed.
 db = SQLAlchemy(model_class=Base, engine_options={"pool_pre_ping": True, "hide_parameters": True})
+# What "the database cannot be reached now" looks like: refused, dropped, timed out connecting
+# (DATABASE_CONNECT_TIMEOUT), or no pooled connection free within the pool's timeout.
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout)
 migrate = Migrate(render_as_batch=True, compare_type=True, include_object=include_in_autogenerate)
 compress = Compress()
 mail = SiteMail()

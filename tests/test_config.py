@@ -96,3 +96,16 @@ def test_production_needs_a_site_url(app_config):
     config = {**app_config, "APP_ENV": "production", "SECRET_KEY": "x" * 64, "SITE_URL": None}
     with pytest.raises(ConfigurationError, match="SITE_URL is not set"):
         create_app(config)
+
+
+def test_postgresql_connections_wait_at_most_the_connect_timeout(app_config):
+    url = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    default = create_app({**app_config, "SQLALCHEMY_DATABASE_URI": url})
+    chosen = create_app(
+        {**app_config, "SQLALCHEMY_DATABASE_URI": url, "DATABASE_CONNECT_TIMEOUT": 2}
+    )
+    in_url = create_app({**app_config, "SQLALCHEMY_DATABASE_URI": url + "?connect_timeout=9"})
+
+    assert default.config["SQLALCHEMY_ENGINE_OPTIONS"]["connect_args"] == {"connect_timeout": 5}
+    assert chosen.config["SQLALCHEMY_ENGINE_OPTIONS"]["connect_args"] == {"connect_timeout": 2}
+    assert in_url.config["SQLALCHEMY_ENGINE_OPTIONS"]["connect_args"] == {}

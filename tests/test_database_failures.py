@@ -181,3 +181,31 @@ def test_when_neither_database_nor_spool_can_take_the_lead_the_visitor_is_told(
     assert "it has not been sent" in response.text
     assert "Our launch is in May." in response.text
     assert response.headers["Cache-Control"].startswith("no-store")
+
+
+def test_a_lead_sent_when_no_database_connection_is_free_is_kept(make_app, post_lead):
+    """A pool that has no free connection within its timeout is an outage for the form too."""
+    busy = make_app(
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_size": 1, "max_overflow": 0, "pool_timeout": 0.2}
+    )
+    with busy.app_context(), db.engine.connect() as the_only_connection:
+        the_only_connection.exec_driver_sql("SELECT 1")
+        reference = reference_of(post_lead(busy.test_client()))
+
+    assert spool_file(busy, reference).exists()
+    assert stored_leads(busy) == []
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_uri", ["postgresql"], indirect=True)
+def test_a_database_host_that_never_answers_holds_the_form_seconds_not_forever(
+    make_app, post_lead, silent_smtp_server
+):
+    """A listener that never speaks, as a host gone silent behind a firewall looks."""
+    silent = f"postgresql+psycopg://postgres@127.0.0.1:{silent_smtp_server.port}/gone"
+    down = make_app(SQLALCHEMY_DATABASE_URI=silent, DATABASE_CONNECT_TIMEOUT=1)
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        response = pool.submit(post_lead, down.test_client()).result(timeout=30)
+
+    assert spool_file(down, reference_of(response)).exists()

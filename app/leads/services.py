@@ -4,9 +4,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from flask import current_app, request
 from sqlalchemy import select
-from sqlalchemy.exc import InterfaceError, OperationalError
 
-from app.extensions import db
+from app.extensions import DATABASE_UNAVAILABLE, db
 from app.leads import delivery, spool
 from app.leads.forms import CONSENT_VERSION, consent_text
 from app.leads.models import REFERENCE, Lead, new_reference
@@ -44,9 +43,9 @@ def submit_lead(form, spam_reason=None):
         queue_notifications(lead)
     try:
         db.session.commit()
-    except (OperationalError, InterfaceError) as error:
+    except DATABASE_UNAVAILABLE as error:
         db.session.remove()
-        keep_in_spool(lead, reason=type(error.orig).__name__)
+        keep_in_spool(lead, reason=type(getattr(error, "orig", error)).__name__)
         return lead
     delivery.wake()
     return lead

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from flask import current_app
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from app.extensions import db
+from app.extensions import DATABASE_UNAVAILABLE, db
 from app.leads.models import REFERENCE, Lead
 from app.leads.notifications import queue_notifications
 from app.types import UTCDateTime
@@ -129,7 +129,7 @@ def drain():
         try:
             if store(lead):
                 moved.append(lead.reference)
-        except (OperationalError, InterfaceError):
+        except DATABASE_UNAVAILABLE:
             db.session.rollback()
             break  # the database is away again: the rest wait, and the emails still go
         except SQLAlchemyError as error:
