@@ -3,7 +3,6 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-PORT ?= 5000
 export FLASK_APP := app
 # The PostgreSQL server every database test also runs against (the suite creates its own
 # databases on it).
@@ -39,12 +38,13 @@ setup: $(VENV)/.installed-runtime ## Create the virtualenv, migrate the database
 	$(BIN)/flask content import
 
 .PHONY: run
-run: setup ## Serve the site at http://127.0.0.1:$(PORT) on the embedded defaults
-	$(BIN)/flask run --host 127.0.0.1 --port $(PORT)
+run: setup ## Serve the site at http://127.0.0.1:5000 (PORT) on the embedded defaults
+	$(BIN)/flask run --host 127.0.0.1 --port $(or $(PORT),5000)
 
 .PHONY: serve
-serve: setup ## Serve with gunicorn, as in production (see deploy/)
-	$(BIN)/gunicorn --config deploy/gunicorn.conf.py 'app:create_app()'
+serve: setup nginx ## Serve as in production: nginx cache on :8000 (PORT), gunicorn, mail worker
+	SERVE_PORT=$(or $(PORT),8000) APP_PORT=$(or $(APP_PORT),8001) SERVE_DIR=$(CURDIR)/instance/serve \
+		$(BIN)/honcho --procfile Procfile start
 
 .PHONY: test
 test: $(VENV)/.installed-dev ## Run the whole suite: database tests on SQLite and PostgreSQL, browser tests
@@ -74,6 +74,10 @@ lint: $(VENV)/.installed-dev ## Check style with ruff and the import layers with
 .PHONY: bench
 bench: $(VENV)/.installed-dev ## Time the staff inbox with 1,000 and 100,000 leads (PostgreSQL)
 	$(BIN)/python bench/inbox.py
+
+.PHONY: nginx
+nginx: ## Install Debian's nginx for make serve (needs root; the service itself stays off)
+	test -x /usr/sbin/nginx || (apt-get update -qq && apt-get install -y -qq nginx)
 
 .PHONY: browser
 browser: ## Install Debian's Chromium for the browser tests (needs root)
