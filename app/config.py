@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 from dotenv import load_dotenv
+from sqlalchemy.engine import make_url
 
 DEFAULTS = {
     "APP_ENV": "development",
@@ -180,7 +181,7 @@ def limit_connect_time(config):
     """libpq's connect_timeout, unless the URL or the engine options set one."""
     options = dict(config.get("SQLALCHEMY_ENGINE_OPTIONS", {}))
     connect_args = dict(options.get("connect_args", {}))
-    if "connect_timeout=" not in config["SQLALCHEMY_DATABASE_URI"]:
+    if "connect_timeout" not in make_url(config["SQLALCHEMY_DATABASE_URI"]).query:
         connect_args.setdefault("connect_timeout", config["DATABASE_CONNECT_TIMEOUT"])
     config["SQLALCHEMY_ENGINE_OPTIONS"] = {**options, "connect_args": connect_args}
 

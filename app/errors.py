@@ -4,7 +4,7 @@ from flask import current_app, render_template
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, ServiceUnavailable
 
-from app.extensions import DATABASE_UNAVAILABLE, db, login_manager
+from app.extensions import DATABASE_UNAVAILABLE, cause_of, db, login_manager
 
 PAGES = {404: "errors/404.html", 500: "errors/500.html"}
 
@@ -65,7 +65,7 @@ def database_unavailable(error):
     """The database is unreachable or dropped the connection: a 503 that says so, not a 500."""
     # The first line of the driver's message only: the statement's parameters may hold
     # what a visitor typed.
-    cause = getattr(error, "orig", error)
+    cause = cause_of(error)
     reason = (str(cause).splitlines() or [type(cause).__name__])[0]
     current_app.logger.error("Database unavailable: %s", reason)
     db.session.remove()

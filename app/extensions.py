@@ -41,6 +41,13 @@ db = SQLAlchemy(model_class=Base, engine_options={"pool_pre_ping": True, "hide_p
 # What "the database cannot be reached now" looks like: refused, dropped, timed out connecting
 # (DATABASE_CONNECT_TIMEOUT), or no pooled connection free within the pool's timeout.
 DATABASE_UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout)
+
+
+def cause_of(error):
+    """The driver's exception behind a DBAPI error; a pool timeout is its own cause."""
+    return getattr(error, "orig", error)
+
+
 migrate = Migrate(render_as_batch=True, compare_type=True, include_object=include_in_autogenerate)
 compress = Compress()
 mail = SiteMail()

@@ -11,11 +11,13 @@ server_name lines and in their paths.
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 TEMPLATE = HERE / "site.conf.template"
+PLACEHOLDER = re.compile(r"@[a-z_]+@")
 
 PRODUCTION = {
     "listen": "    listen 443 ssl http2;\n    listen [::]:443 ssl http2;",
@@ -61,9 +63,9 @@ http {
 def fill(text, values):
     for name, value in values.items():
         text = text.replace(f"@{name}@", value)
-    if "@" in text.replace("@@", ""):
-        leftover = text[text.index("@") :].split("\n", 1)[0]
-        raise ValueError(f"unfilled placeholder near {leftover!r}")
+    leftover = PLACEHOLDER.search(text)
+    if leftover:
+        raise ValueError(f"unfilled placeholder {leftover.group()}")
     return text
 
 

@@ -5,7 +5,7 @@ from urllib.parse import parse_qs, urlsplit
 from flask import current_app, request
 from sqlalchemy import select
 
-from app.extensions import DATABASE_UNAVAILABLE, db
+from app.extensions import DATABASE_UNAVAILABLE, cause_of, db
 from app.leads import delivery, spool
 from app.leads.forms import CONSENT_VERSION, consent_text
 from app.leads.models import REFERENCE, Lead, new_reference
@@ -45,7 +45,7 @@ def submit_lead(form, spam_reason=None):
         db.session.commit()
     except DATABASE_UNAVAILABLE as error:
         db.session.remove()
-        keep_in_spool(lead, reason=type(getattr(error, "orig", error)).__name__)
+        keep_in_spool(lead, reason=type(cause_of(error)).__name__)
         return lead
     delivery.wake()
     return lead
