@@ -2,7 +2,18 @@
 
 from flask import Flask
 
-from app import assets, caching, cli, config, errors, extensions, security, sessions, templating
+from app import (
+    assets,
+    caching,
+    cli,
+    config,
+    errors,
+    extensions,
+    logs,
+    security,
+    sessions,
+    templating,
+)
 from app.extensions import csrf
 from app.leads import delivery
 
@@ -15,6 +26,8 @@ def create_app(test_config=None):
         static_folder="../static",
     )
     config.load(app, test_config)
+    # First: its before_request runs before any other, its after_request last (final status).
+    logs.init_app(app)
     extensions.init_app(app)
     sessions.init_app(app)
     register_blueprints(app)
@@ -30,12 +43,14 @@ def create_app(test_config=None):
 
 
 def register_blueprints(app):
+    from app.health import blueprint as health
     from app.leads.views import blueprint as leads
     from app.posts.uploads import blueprint as media
     from app.posts.views import blueprint as posts
     from app.public.views import blueprint as public
     from app.staff.blueprint import blueprint as staff
 
+    app.register_blueprint(health)
     app.register_blueprint(public)
     app.register_blueprint(posts)
     app.register_blueprint(media)

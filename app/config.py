@@ -67,6 +67,12 @@ DEFAULTS = {
     "LOGIN_ACCOUNT_RATE_LIMIT": "5 per 15 minutes",
     # Werkzeug's scrypt. Not read from the environment: only the test suite sets a cheap one.
     "PASSWORD_HASH_METHOD": "scrypt",
+    # Unset: JSON lines in production, readable text elsewhere (app/logs.py).
+    "LOG_FORMAT": None,
+    "LOG_LEVEL": "INFO",
+    "SENTRY_DSN": None,
+    # /readyz fails when a notification has waited longer than this to be sent.
+    "READY_MAX_OUTBOX_AGE_SECONDS": 900,
 }
 
 # Environment variable -> (config key, kind). Most share their config key's name.
@@ -106,6 +112,10 @@ ENVIRONMENT = {
     "TRUSTED_PROXIES": ("TRUSTED_PROXIES", int),
     "LOGIN_RATE_LIMIT": ("LOGIN_RATE_LIMIT", str),
     "LOGIN_ACCOUNT_RATE_LIMIT": ("LOGIN_ACCOUNT_RATE_LIMIT", str),
+    "LOG_FORMAT": ("LOG_FORMAT", str),
+    "LOG_LEVEL": ("LOG_LEVEL", str),
+    "SENTRY_DSN": ("SENTRY_DSN", str),
+    "READY_MAX_OUTBOX_AGE_SECONDS": ("READY_MAX_OUTBOX_AGE_SECONDS", int),
 }
 
 DEVELOPMENT_SECRET_KEY = "development-only-not-secret"  # noqa: S105 - refused in production
@@ -175,6 +185,28 @@ def apply_derived_defaults(app):
         config["LEADS_DELIVER_IN_PROCESS"] = not (config["PRODUCTION"] or config.get("TESTING"))
     if not config["SECRET_KEY"] and not config["PRODUCTION"]:
         config["SECRET_KEY"] = DEVELOPMENT_SECRET_KEY
+    apply_log_settings(config)
+
+
+LOG_FORMATS = ("json", "text")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def apply_log_settings(config):
+    log_format = resolve_log_format(config["LOG_FORMAT"], config["PRODUCTION"])
+    level = config["LOG_LEVEL"].upper()
+    if level not in LOG_LEVELS:
+        raise ConfigurationError(
+            f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {config['LOG_LEVEL']!r}."
+        )
+    config["LOG_FORMAT"], config["LOG_LEVEL"] = log_format, level
+
+
+def resolve_log_format(raw, production):
+    log_format = (raw or ("json" if production else "text")).lower()
+    if log_format not in LOG_FORMATS:
+        raise ConfigurationError(f"LOG_FORMAT must be json or text, not {raw!r}.")
+    return log_format
 
 
 def limit_connect_time(config):

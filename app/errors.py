@@ -1,6 +1,6 @@
 """Styled error pages; a server error rolls the session back before rendering."""
 
-from flask import current_app, render_template
+from flask import current_app, g, render_template
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, ServiceUnavailable
 
@@ -52,7 +52,8 @@ def csrf_error(error):
 
 def server_error(error):
     db.session.rollback()
-    return render_template("errors/500.html", error=error), 500, [NO_STORE]
+    page = render_template("errors/500.html", error=error, request_id=g.get("request_id"))
+    return page, 500, [NO_STORE]
 
 
 DATABASE_DOWN = (

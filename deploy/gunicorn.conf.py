@@ -3,12 +3,13 @@
 import multiprocessing
 import os
 
+from app.logs import gunicorn_logconfig
+
 bind = os.environ.get("BIND", f"127.0.0.1:{os.environ.get('PORT', '8000')}")
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
 threads = 2
 timeout = 30
 graceful_timeout = 30
 keepalive = 5
-accesslog = "-"
-errorlog = "-"
+logconfig_dict = gunicorn_logconfig(os.environ)
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")

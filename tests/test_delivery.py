@@ -416,7 +416,7 @@ def run_two_workers(make_lead, database_uri, smtp_server, leads=100):
                 worker.kill()
             raise
     assert [worker.returncode for worker in workers] == [0, 0], outputs
-    sent = [int(re.search(r"(\d+) sent", output or "0 sent")[1]) for output in outputs]
+    sent = [int(re.search(r"(\d+) sent, ", output or "0 sent, ")[1]) for output in outputs]
     assert sum(sent) == len(expected) == leads * 3, sent
 
     assert sent_once(smtp_server, len(expected))

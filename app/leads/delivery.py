@@ -6,6 +6,7 @@ alone, so the same statement cannot hand one row to two workers there either. A 
 is a lease: rows of a worker that died become due again when it expires.
 """
 
+import logging
 import os
 import smtplib
 import socket
@@ -26,6 +27,8 @@ from app.leads import spool
 from app.leads.models import OutboxMessage
 from app.mail import one_line, render_message
 from app.types import utcnow
+
+log = logging.getLogger("app.delivery")
 
 BATCH_SIZE = 20
 CLAIM_LEASE = timedelta(minutes=10)
@@ -154,6 +157,7 @@ def send_one(connection, message, report):
     message.last_error = None
     release(message)
     report.sent += 1
+    log.info("outbox message %s sent", message.id, extra=log_fields(message))
 
 
 def record_failure(message, error, report):
@@ -167,8 +171,33 @@ def record_failure(message, error, report):
         delay = timedelta(seconds=config["DELIVERY_BACKOFF_SECONDS"] * 2 ** (message.attempts - 1))
         message.next_attempt_at = utcnow() + min(delay, MAX_BACKOFF)
         report.retrying += 1
-    report.errors.append(f"message {message.id} to {message.recipient}: {message.last_error}")
+    # The full error stays on the message, for staff: its text may name the recipient.
+    summary = error_summary(error)
+    report.errors.append(f"message {message.id}: {summary}")
+    outcome = "failed" if message.status == "failed" else "will be retried"
+    log.warning(
+        "outbox message %s %s: %s",
+        message.id,
+        outcome,
+        summary,
+        extra={**log_fields(message), "error": summary},
+    )
     release(message)
+
+
+def error_summary(error):
+    """The error's class and SMTP code: never its text, which may quote an address."""
+    code = getattr(error, "smtp_code", None)
+    return f"{type(error).__name__} {code}" if code else type(error).__name__
+
+
+def log_fields(message):
+    return {
+        "outbox_message": message.id,
+        "kind": message.kind,
+        "lead": message.lead.reference,
+        "attempts": message.attempts,
+    }
 
 
 def release(message):

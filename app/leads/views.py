@@ -13,6 +13,7 @@ from app.extensions import limiter
 from app.leads import protection
 from app.leads.forms import LIMITS, ContactForm, consent_label
 from app.leads.services import LeadNotSaved, lead_by_reference, submit_lead
+from app.logs import annotate
 
 blueprint = Blueprint("leads", __name__)
 
@@ -45,6 +46,7 @@ def submit():
         lead = submit_lead(form, spam_reason=protection.spam_reason(form, age))
     except LeadNotSaved:
         return show_again(form, stale=False, notice=not_saved_message(), status=503)
+    annotate(lead=lead.reference)
     return redirect(url_for("leads.thanks", reference=lead.reference), code=303)
 
 

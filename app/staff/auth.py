@@ -1,5 +1,6 @@
 """Logging staff in and out. Each login is a StaffSession row; the cookie holds its token."""
 
+import logging
 from urllib.parse import urlsplit
 
 from flask import (
@@ -19,10 +20,12 @@ from sqlalchemy import select
 from app.accounts.models import StaffSession
 from app.accounts.services import authenticate
 from app.extensions import db, limiter, login_manager
+from app.logs import pseudonym
 from app.staff.forms import LoginForm
 from app.types import utcnow
 
 blueprint = Blueprint("auth", __name__)
+log = logging.getLogger("app.auth")
 
 LOGIN_FAILED = "That email address and password do not match an active account."
 
@@ -49,18 +52,46 @@ def account_rate_limit():
     return current_app.config["LOGIN_ACCOUNT_RATE_LIMIT"]
 
 
+def submitted_email():
+    return request.form.get("email", "").strip().lower()
+
+
 def submitted_account():
-    return "login-account:" + request.form.get("email", "").strip().lower()
+    return "login-account:" + submitted_email()
 
 
 def failed_login(response):
     return response.status_code != 303
 
 
+def lock_out_logger(scope):
+    """An on_breach callback: the lock-out is logged; Flask-Limiter still answers 429."""
+
+    def log_lock_out(request_limit):
+        # The address is personal data: the log names the account by a keyed hash.
+        log.warning(
+            "login locked out by the %s limit (%s)",
+            scope,
+            request_limit.limit,
+            extra={"account": pseudonym(submitted_email()), "limit_scope": scope},
+        )
+
+    return log_lock_out
+
+
 @blueprint.route("/login", methods=["GET", "POST"])
-@limiter.limit(login_rate_limit, methods=["POST"], deduct_when=failed_login)
 @limiter.limit(
-    account_rate_limit, key_func=submitted_account, methods=["POST"], deduct_when=failed_login
+    login_rate_limit,
+    methods=["POST"],
+    deduct_when=failed_login,
+    on_breach=lock_out_logger("address"),
+)
+@limiter.limit(
+    account_rate_limit,
+    key_func=submitted_account,
+    methods=["POST"],
+    deduct_when=failed_login,
+    on_breach=lock_out_logger("account"),
 )
 def login():
     if current_user.is_authenticated:
@@ -70,6 +101,7 @@ def login():
         return render_template("staff/login.html", form=form)
     user = form.validate() and authenticate(form.email.data, form.password.data)
     if not user:
+        log.warning("login failed", extra={"account": pseudonym(submitted_email())})
         form.form_errors.append(LOGIN_FAILED)
         return render_template("staff/login.html", form=form), 401
     start_session(user)

@@ -1,0 +1,88 @@
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from app.extensions import db
+from app.leads.models import OutboxMessage
+from app.types import utcnow
+from tests.conftest import free_port
+
+# Nothing listens there: connections are refused at once.
+UNREACHABLE = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/none"
+
+
+@pytest.fixture
+def unreachable_app(make_app):
+    return make_app(SQLALCHEMY_DATABASE_URI=UNREACHABLE, DATABASE_CONNECT_TIMEOUT=1)
+
+
+def queue_message(make_lead, age, status="pending"):
+    created = utcnow() - age
+    message = OutboxMessage(
+        lead=make_lead(),
+        kind="lead_notification",
+        recipient="sales@agency.test",
+        status=status,
+        created_at=created,
+        next_attempt_at=created,
+    )
+    db.session.add(message)
+    db.session.commit()
+    return message
+
+
+def test_healthz_answers_without_the_database(unreachable_app):
+    response = unreachable_app.test_client().get("/healthz")
+
+    assert response.status_code == 200
+    assert response.json == {"status": "ok"}
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_readyz_is_ok_on_a_migrated_database_with_mail_moving(client):
+    response = client.get("/readyz")
+
+    assert response.status_code == 200
+    assert response.json == {"status": "ok"}
+    assert response.headers["Cache-Control"] == "no-store"
+    assert "Set-Cookie" not in response.headers
+
+
+def test_readyz_fails_when_the_database_is_unreachable(unreachable_app):
+    response = unreachable_app.test_client().get("/readyz")
+
+    assert response.status_code == 503
+    assert response.json == {"status": "unavailable", "reason": "database unreachable"}
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_readyz_fails_when_the_outbox_is_stuck(app, client, make_lead):
+    app.config["READY_MAX_OUTBOX_AGE_SECONDS"] = 600
+    queue_message(make_lead, timedelta(seconds=30))
+    assert client.get("/readyz").status_code == 200
+
+    stuck = queue_message(make_lead, timedelta(minutes=15))
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json["reason"].startswith("outbox stuck: oldest pending message is 9")
+
+    stuck.status = "sent"
+    db.session.commit()
+    assert client.get("/readyz").status_code == 200
+
+
+def test_an_old_message_that_failed_for_good_does_not_block_readiness(client, make_lead):
+    queue_message(make_lead, timedelta(days=2), status="failed")
+
+    assert client.get("/readyz").status_code == 200
+
+
+def test_readyz_fails_when_migrations_are_behind(client):
+    with db.engine.begin() as connection:
+        connection.execute(sa.text("UPDATE alembic_version SET version_num = '0001'"))
+
+    response = client.get("/readyz")
+
+    assert response.status_code == 503
+    assert response.json["reason"].startswith("database schema at 0001, code expects ")
