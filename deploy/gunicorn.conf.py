@@ -13,3 +13,6 @@ graceful_timeout = 30
 keepalive = 5
 logconfig_dict = gunicorn_logconfig(os.environ)
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# One fixed path per user: a second instance on the host would take over the first's socket.
+# Workers are managed with signals (systemd, honcho) instead.
+control_socket_disable = True
