@@ -4,12 +4,15 @@ Each page is counted twice, with a little data and with more; the counts must ma
 a list that starts loading its rows one by one (N+1) fails here as surely as a new query.
 """
 
+from flask import template_rendered
+
 from app.extensions import db
 from app.leads import workflow
 from app.leads.models import OutboxMessage
 
-HOME_QUERIES = 2  # latest posts, their tags
-POST_QUERIES = 6  # the post, its tags, related posts and latest posts with their tags
+HOME_QUERIES = 3  # the content version (the ETag), latest posts, their tags
+POST_QUERIES = 7  # the version, the post, its tags, related and latest posts with their tags
+REVALIDATION_QUERIES = 1  # the content version: a 304 renders nothing
 INBOX_QUERIES = 3  # the staff login, the page of leads, the counts per status
 LEAD_QUERIES = 6  # the login, the lead, its emails, notes, trail, and the staff to assign
 
@@ -64,6 +67,23 @@ def test_post_page(client, query_recorder, make_post):
     recorder = count_twice(client, query_recorder, url, lambda: make_posts(make_post, 10))
 
     recorder.assert_at_most(POST_QUERIES)
+
+
+def test_a_revalidation_is_answered_before_anything_renders(client, query_recorder, make_post):
+    post = make_posts(make_post, 3)[0]
+    rendered = []
+
+    def record(sender, template, **extra):
+        rendered.append(template.name)
+
+    for url in ["/", "/posts/", f"/posts/{post.slug}", "/contact", "/feed.xml", "/sitemap.xml"]:
+        etag = client.get(url).headers["ETag"]
+        with query_recorder, template_rendered.connected_to(record):
+            response = client.get(url, headers={"If-None-Match": etag})
+
+        assert response.status_code == 304, url
+        assert rendered == [], url
+        query_recorder.assert_at_most(REVALIDATION_QUERIES)
 
 
 def test_inbox(client, editor, query_recorder, make_lead):

@@ -21,6 +21,14 @@ def published():
     )
 
 
+def content_version():
+    """Changes whenever what readers see may have: a post added, edited (the editor and the
+    importer set updated_at, tags included), deleted, unpublished, or a scheduled one live."""
+    visible = case((Post.published_at <= utcnow(), 1), else_=0)
+    counts = select(func.count(Post.id), func.max(Post.updated_at), func.sum(visible))
+    return ":".join(str(value) for value in db.session.execute(counts).one())
+
+
 def latest(limit, exclude=()):
     query = published().limit(limit)
     if exclude:
