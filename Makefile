@@ -72,8 +72,13 @@ lint: $(VENV)/.installed-dev ## Check style with ruff and the import layers with
 	$(BIN)/lint-imports
 
 .PHONY: bench
-bench: $(VENV)/.installed-dev ## Time the staff inbox with 1,000 and 100,000 leads (PostgreSQL)
+bench: $(VENV)/.installed-dev nginx bench-tools ## Time the staff inbox (PostgreSQL) and the served stack (wrk)
 	$(BIN)/python bench/inbox.py
+	$(BIN)/python bench/web.py
+
+.PHONY: bench-tools
+bench-tools: ## Install Debian's wrk for the web benchmark (needs root)
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 
 .PHONY: nginx
 nginx: ## Install Debian's nginx for make serve (needs root; the service itself stays off)

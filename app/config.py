@@ -48,6 +48,8 @@ DEFAULTS = {
     "RATELIMIT_HEADERS_ENABLED": True,
     "POSTS_PER_PAGE": 10,
     "PUBLIC_CACHE_SECONDS": 300,
+    # Rendered public pages each process keeps (app/caching.py); 0 turns the store off.
+    "PAGE_CACHE_SIZE": 500,
     "CONTENT_DIR": None,
     "UPLOAD_FOLDER": None,
     # Where a lead is kept when the database cannot be reached (app/leads/spool.py).
@@ -88,6 +90,7 @@ ENVIRONMENT = {
     "SITE_EMAIL": ("SITE_EMAIL", str),
     "SITE_ADDRESS": ("SITE_ADDRESS", str),
     "PUBLIC_CACHE_SECONDS": ("PUBLIC_CACHE_SECONDS", int),
+    "PAGE_CACHE_SIZE": ("PAGE_CACHE_SIZE", int),
     "CONTENT_DIR": ("CONTENT_DIR", str),
     "UPLOAD_FOLDER": ("UPLOAD_FOLDER", str),
     "LEAD_SPOOL_DIR": ("LEAD_SPOOL_DIR", str),

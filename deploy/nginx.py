@@ -73,22 +73,23 @@ def site(values):
     return fill(TEMPLATE.read_text(), values)
 
 
-def local_values(port, upstream, directory):
+def local_values(port, upstream, directory, static_dir):
     return {
         "listen": f"    listen 127.0.0.1:{port};",
         "server_name": "127.0.0.1 localhost",
         "tls": "",
         "upstream": upstream,
-        "static_dir": str(HERE.parent / "static"),
+        "static_dir": str(static_dir),
         "cache_dir": str(directory / "cache"),
     }
 
 
-def write_local(port, upstream, directory):
+def write_local(port, upstream, directory, static_dir):
     """Write nginx.conf and site.conf into directory; return the nginx.conf path."""
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "site.conf").write_text(site(local_values(port, upstream, directory)))
+    values = local_values(port, upstream, directory, static_dir.resolve())
+    (directory / "site.conf").write_text(site(values))
     # Started as root (a container, CI), nginx would hand its workers to "nobody", who
     # cannot write the cache here; as anyone else the directive is not allowed.
     user = "user root;\n" if os.geteuid() == 0 else ""
@@ -105,11 +106,14 @@ def main(arguments):
     local.add_argument("--port", type=int, required=True, help="where nginx listens")
     local.add_argument("--upstream", required=True, help="gunicorn's host:port")
     local.add_argument("--dir", type=Path, required=True, help="for config, pid, cache")
+    local.add_argument(
+        "--static", type=Path, default=HERE.parent / "static", help="what /static/ serves"
+    )
     options = parser.parse_args(arguments)
     if options.command == "production":
         sys.stdout.write(site(PRODUCTION))
     else:
-        print(write_local(options.port, options.upstream, options.dir))
+        print(write_local(options.port, options.upstream, options.dir, options.static))
 
 
 if __name__ == "__main__":

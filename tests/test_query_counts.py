@@ -4,11 +4,18 @@ Each page is counted twice, with a little data and with more; the counts must ma
 a list that starts loading its rows one by one (N+1) fails here as surely as a new query.
 """
 
-from flask import template_rendered
+import re
+import time
+from itertools import count
 
+from flask import template_rendered
+from itsdangerous import TimestampSigner
+
+from app.caching import RENDER_TOKEN
 from app.extensions import db
 from app.leads import workflow
 from app.leads.models import OutboxMessage
+from app.leads.protection import render_token_age
 
 HOME_QUERIES = 3  # the content version (the ETag), latest posts, their tags
 POST_QUERIES = 7  # the version, the post, its tags, related and latest posts with their tags
@@ -84,6 +91,50 @@ def test_a_revalidation_is_answered_before_anything_renders(client, query_record
         assert response.status_code == 304, url
         assert rendered == [], url
         query_recorder.assert_at_most(REVALIDATION_QUERIES)
+
+
+def test_a_page_rendered_once_is_served_from_the_store_with_a_fresh_form_time(
+    app, client, query_recorder, make_post, monkeypatch
+):
+    post = make_posts(make_post, 3)[0]
+    url = f"/posts/{post.slug}"
+    seconds = count(int(time.time()) - 100)
+    monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda self: next(seconds))
+    rendered = []
+
+    def record(sender, template, **extra):
+        rendered.append(template.name)
+
+    first = client.get(url)
+    with query_recorder, template_rendered.connected_to(record):
+        second = client.get(url)
+
+    assert rendered == []
+    query_recorder.assert_at_most(REVALIDATION_QUERIES)
+    assert second.status_code == 200 and second.headers["ETag"] == first.headers["ETag"]
+    tokens = [RENDER_TOKEN.search(page.data)[0] for page in (first, second)]
+    assert tokens[0] != tokens[1]
+    assert RENDER_TOKEN.sub(b"", second.data) == RENDER_TOKEN.sub(b"", first.data)
+    with app.test_request_context():
+        token = re.search(rb'value="([^"]+)"', tokens[1])[1].decode()
+        assert render_token_age(token) is not None
+
+
+def test_the_page_store_can_be_turned_off(make_app, make_post):
+    app = make_app(PAGE_CACHE_SIZE=0)
+    client = app.test_client()
+    with app.app_context():
+        url = f"/posts/{make_posts(make_post, 1)[0].slug}"
+    rendered = []
+
+    def record(sender, template, **extra):
+        rendered.append(template.name)
+
+    client.get(url)
+    with template_rendered.connected_to(record):
+        assert client.get(url).status_code == 200
+
+    assert "posts/detail.html" in rendered
 
 
 def test_inbox(client, editor, query_recorder, make_lead):

@@ -1,22 +1,25 @@
 """The nginx configuration of `make serve` and of a real host, and the stack it runs."""
 
-import gzip
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
-import time
-import urllib.error
 import urllib.parse
-import urllib.request
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import LEAD_FIELDS, ROOT, free_port, render_token
+from tests.conftest import LEAD_FIELDS, ROOT, render_token
+from tests.stack import (
+    Stack,
+    Unanswered,
+    a_post_path,
+    fetch,
+    group_alive,
+    stack_environment,
+    wait_until,
+)
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
@@ -64,123 +67,6 @@ def test_the_local_configuration_is_one_nginx_accepts(tmp_path):
     assert "listen 127.0.0.1:8000;" in site and "ssl_certificate" not in site
 
 
-# The stack `make serve` runs: each Procfile line as its own process, on free ports.
-
-
-def procfile_commands():
-    lines = (ROOT / "Procfile").read_text().splitlines()
-    entries = (line.partition(":") for line in lines if line and not line.startswith("#"))
-    return {name.strip(): command.strip() for name, _, command in entries}
-
-
-@dataclass
-class Stack:
-    directory: Path
-    environment: dict
-    processes: dict = field(default_factory=dict)
-
-    @property
-    def url(self):
-        return f"http://127.0.0.1:{self.environment['SERVE_PORT']}"
-
-    def start(self, *names):
-        commands = procfile_commands()
-        for name in names:
-            with (self.directory / f"{name}.log").open("w") as log:
-                self.processes[name] = subprocess.Popen(
-                    ["sh", "-c", commands[name]],
-                    cwd=ROOT,
-                    env=self.environment,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-        wait_until(lambda: fetch(self.url + "/healthz").status == 200, self.logs)
-
-    def kill(self, name):
-        process = self.processes.pop(name)
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-    def stop(self):
-        for name in list(self.processes):
-            self.kill(name)
-
-    def logs(self):
-        return "\n".join(path.read_text() for path in sorted(self.directory.glob("*.log")))
-
-
-def fetch(url, data=None, headers=None):
-    """One request with urllib; an HTTP error status is an answer, not an exception."""
-    request = urllib.request.Request(url, data=data, headers=headers or {})  # noqa: S310 - loopback http
-    opener = urllib.request.build_opener(NoRedirect)
-    try:
-        with opener.open(request, timeout=10) as response:
-            body = response.read()
-            if response.headers["Content-Encoding"] == "gzip":
-                body = gzip.decompress(body)
-            response.text = body.decode()
-            return response
-    except urllib.error.HTTPError as error:
-        error.text = error.read().decode()
-        return error
-    except OSError as error:
-        return Unanswered(str(error))
-
-
-@dataclass
-class Unanswered:
-    reason: str
-    status: int = 0
-    headers: dict = field(default_factory=dict)
-
-
-class NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None
-
-
-def wait_until(condition, explain, timeout=30):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting:\n{explain()}")
-        time.sleep(0.1)
-
-
-def stack_environment(directory, smtp_server, **settings):
-    database = directory / "site.db"
-    serve_port = free_port()
-    environment = {
-        **os.environ,
-        "FLASK_SKIP_DOTENV": "1",
-        "APP_ENV": "development",
-        "SECRET_KEY": "test-secret",
-        "DATABASE_URL": f"sqlite:///{database}",
-        "SITE_URL": f"http://127.0.0.1:{serve_port}",
-        "UPLOAD_FOLDER": str(directory / "uploads"),
-        "LEAD_SPOOL_DIR": str(directory / "spool"),
-        "MAIL_SERVER": smtp_server.host,
-        "MAIL_PORT": str(smtp_server.port),
-        "LEADS_NOTIFY_TO": "sales@agency.test",
-        "CONTACT_RATE_LIMIT": "1000 per minute",
-        "SERVE_PORT": str(serve_port),
-        "APP_PORT": str(free_port()),
-        "SERVE_DIR": str(directory / "serve"),
-        "WEB_CONCURRENCY": "2",
-        **settings,
-    }
-    for command in (["db", "upgrade"], ["content", "import"]):
-        subprocess.run(
-            [sys.executable, "-m", "flask", "--app", "app", *command],
-            cwd=ROOT,
-            env=environment,
-            check=True,
-            capture_output=True,
-        )
-    return environment
-
-
 @pytest.fixture
 def make_stack(tmp_path, smtp_server):
     if not shutil.which(NGINX):
@@ -199,11 +85,6 @@ def make_stack(tmp_path, smtp_server):
 
 def cache_status(response):
     return response.headers["X-Cache-Status"]
-
-
-def a_post_path():
-    post = next((ROOT / "content" / "posts").glob("*.md"))
-    return f"/posts/{post.stem}"
 
 
 def contact_form(app):
@@ -236,7 +117,7 @@ def test_nginx_caches_public_pages_and_never_staff_pages_or_posts(
     assert [(p.status, p.headers["X-Cache-Status"]) for p in posts] == [(303, None)] * 2
     references = {p.headers["Location"] for p in posts}
     assert len(references) == 2, stack.logs()
-    assert len(smtp_server.wait_for(2)) == 2, stack.logs()
+    assert len(smtp_server.wait_for(2, timeout=30)) == 2, stack.logs()
 
     asset = next(path for path in (ROOT / "static").rglob("*.css"))
     static = fetch(f"{stack.url}/static/{asset.relative_to(ROOT / 'static')}?v=1")
@@ -287,11 +168,3 @@ def test_ctrl_c_stops_the_whole_stack(tmp_path, smtp_server):
         runner.wait()
     assert isinstance(fetch(stack.url + "/healthz"), Unanswered)
     assert set(re.findall(r"(\w+)\.1 stopped", stack.logs())) == {"web", "proxy", "worker"}
-
-
-def group_alive(group):
-    try:
-        os.killpg(group, 0)
-    except ProcessLookupError:
-        return False
-    return True
