@@ -2,7 +2,9 @@
 
 A page's ETag is derived from what it can show: the code and settings the process runs,
 the posts (app.posts.queries.content_version) and the URL. A revalidation therefore costs
-one small query and no render. The contact form's signed render time changes with every
+at most one small query and no render. Each process reads the posts' version at most once
+every CONTENT_CHECK_SECONDS: a change reaches public pages that much later, and a busy
+page costs no query at all. The contact form's signed render time changes with every
 render, and plays no part.
 
 Because the ETag names everything a page is made of, each process also keeps the pages it
@@ -20,7 +22,7 @@ import threading
 from functools import cache
 from pathlib import Path
 
-from cachetools import LRUCache
+from cachetools import LRUCache, TTLCache
 from flask import current_app, g, request
 
 from app.extensions import DATABASE_UNAVAILABLE, db
@@ -59,8 +61,28 @@ class PageStore:
             self.pages[etag] = (body, response.mimetype)
 
 
+class ContentVersion:
+    """content_version(), remembered for `seconds` by the threads of one process."""
+
+    def __init__(self, seconds):
+        self.remembered = TTLCache(maxsize=1, ttl=seconds) if seconds else None
+        self.lock = threading.Lock()
+
+    def get(self):
+        if self.remembered is None:
+            return content_version()
+        with self.lock:
+            version = self.remembered.get("version")
+        if version is None:
+            version = content_version()
+            with self.lock:
+                self.remembered["version"] = version
+        return version
+
+
 def init_app(app):
     app.extensions["page_store"] = PageStore(app.config["PAGE_CACHE_SIZE"])
+    app.extensions["content_version"] = ContentVersion(app.config["CONTENT_CHECK_SECONDS"])
     app.before_request(answer_not_modified)
     app.before_request(answer_from_store)
     # Registered after Flask-Compress, so it runs before it: Flask-Compress then derives an
@@ -124,7 +146,7 @@ def page_etag():
     page still shows), and nothing is validated or stored."""
     if "page_etag" not in g:
         try:
-            version = content_version()
+            version = current_app.extensions["content_version"].get()
         except DATABASE_UNAVAILABLE:
             db.session.rollback()
             g.page_etag = None

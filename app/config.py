@@ -50,6 +50,8 @@ DEFAULTS = {
     "PUBLIC_CACHE_SECONDS": 300,
     # Rendered public pages each process keeps (app/caching.py); 0 turns the store off.
     "PAGE_CACHE_SIZE": 500,
+    # How often each process asks the database whether any post changed (0: every request).
+    "CONTENT_CHECK_SECONDS": 1.0,
     "CONTENT_DIR": None,
     "UPLOAD_FOLDER": None,
     # Where a lead is kept when the database cannot be reached (app/leads/spool.py).
@@ -91,6 +93,7 @@ ENVIRONMENT = {
     "SITE_ADDRESS": ("SITE_ADDRESS", str),
     "PUBLIC_CACHE_SECONDS": ("PUBLIC_CACHE_SECONDS", int),
     "PAGE_CACHE_SIZE": ("PAGE_CACHE_SIZE", int),
+    "CONTENT_CHECK_SECONDS": ("CONTENT_CHECK_SECONDS", float),
     "CONTENT_DIR": ("CONTENT_DIR", str),
     "UPLOAD_FOLDER": ("UPLOAD_FOLDER", str),
     "LEAD_SPOOL_DIR": ("LEAD_SPOOL_DIR", str),

@@ -3,6 +3,7 @@
 import gzip
 import io
 import re
+import time
 
 import brotli
 import html5lib
@@ -280,3 +281,20 @@ def test_the_etag_follows_the_site_settings(make_app, demo_content):
     etags = {make_app(SITE_NAME=name).test_client().get(url).headers["ETag"] for name in "AB"}
 
     assert len(etags) == 2
+
+
+def test_each_process_reads_the_content_version_at_most_every_few_seconds(make_app, demo_content):
+    from app.extensions import db
+    from app.posts.services import apply_fields
+
+    app = make_app(CONTENT_CHECK_SECONDS=0.5)
+    client = app.test_client()
+    url = f"/posts/{demo_content[0].slug}"
+    before = client.get(url).headers["ETag"]
+    apply_fields(demo_content[0], {"title": "A corrected headline"})
+    db.session.commit()
+
+    assert client.get(url).headers["ETag"] == before  # this process has not looked yet
+    time.sleep(0.6)
+    after = client.get(url)
+    assert after.headers["ETag"] != before and "A corrected headline" in after.text
