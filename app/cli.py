@@ -65,7 +65,7 @@ def import_content(directory, update):
 
 @leads.command("deliver")
 @click.option("--once", is_flag=True, help="Send what is due now, then exit.")
-@click.option("--interval", default=5.0, show_default=True, help="Seconds between polls.")
+@click.option("--interval", default=1.0, show_default=True, help="Seconds between polls.")
 def deliver(once, interval):
     """Send due notification emails from the outbox; safe to run several at once."""
     worker = worker_name()

@@ -8,7 +8,9 @@ loads each URL with wrk (Debian's package; `make bench-tools`) and prints:
 
 1. a post page through gunicorn ÷ /robots.txt through gunicorn;
 2. a 304 revalidation of that post through gunicorn ÷ /robots.txt;
-3. the post through the nginx cache ÷ nginx serving the same bytes as a static file.
+3. the post through the nginx cache ÷ nginx serving the same bytes as a static file;
+4. form POST p95 with a hung SMTP server ÷ with a working one, while wrk loads the post;
+5. the p95 time from a form POST until its notification is in the SMTP sink.
 
 Results, with the machine they ran on, go to bench/results/web.json.
 """
@@ -18,26 +20,43 @@ import os
 import platform
 import re
 import shutil
+import socket
+import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.parse
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from aiosmtpd.controller import Controller
+
+from app import create_app
+from tests.conftest import (
+    LEAD_FIELDS,
+    SMTPServer,
+    free_port,
+    make_config,
+    render_token,
+)
 from tests.stack import (
     Stack,
     a_post_path,
     fetch,
     procfile_commands,
     stack_environment,
+    wait_until,
 )
 
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 CONNECTIONS = 32
 WARM_UP_SECONDS = 3
+FORM_POSTS = 40
 
 
 class NoMail:
@@ -81,7 +100,9 @@ def run(seconds):
         )
         stack.start("web", proxy=proxy)
         try:
-            return measure(stack, static, seconds)
+            figures, ratios = measure(stack, static, seconds)
+            form_figures, form_ratios = measure_form(stack)
+            return {**figures, **form_figures}, {**ratios, **form_ratios}
         finally:
             stack.stop()
 
@@ -116,10 +137,93 @@ def measure(stack, static, seconds):
     return figures, ratios
 
 
+class TimedSink(SMTPServer):
+    """The SMTP sink, noting when each lead's notification arrived."""
+
+    def __init__(self, host, port):
+        super().__init__(host, port)
+        self.arrived = {}
+
+    async def handle_DATA(self, server, session, envelope):  # aiosmtpd's handler hook
+        answer = await super().handle_DATA(server, session, envelope)
+        self.arrived[self.messages[-1].message["X-Lead-Reference"]] = time.monotonic()
+        return answer
+
+
+def p95(values):
+    return statistics.quantiles(values, n=20)[-1]
+
+
+def post_forms(stack, signer_app):
+    """FORM_POSTS form posts through nginx, one after another: {reference: when posted},
+    and each post's duration."""
+    posted, durations = {}, []
+    fields = {f"contact-{name}": value for name, value in LEAD_FIELDS.items()}
+    headers = {"Origin": stack.url, "Referer": stack.url + "/contact"}
+    for _ in range(FORM_POSTS):
+        form = {**fields, "contact-consent": "y", "contact-rendered_at": render_token(signer_app)}
+        started = time.monotonic()
+        answer = fetch(stack.url + "/contact", urllib.parse.urlencode(form).encode(), headers)
+        durations.append(time.monotonic() - started)
+        if answer.status != 303:
+            raise SystemExit(f"a form post was answered {answer.status}:\n{stack.logs()}")
+        posted[answer.headers["Location"].rsplit("/", 1)[-1]] = started
+    return posted, durations
+
+
+def start_worker(stack, host, port):
+    stack.environment |= {"MAIL_SERVER": host, "MAIL_PORT": str(port), "MAIL_TIMEOUT": "10"}
+    stack.start("worker")
+
+
+def measure_form(stack):
+    signer_app = create_app(make_config("sqlite://", LOG_LEVEL="WARNING"))
+    sink = TimedSink("127.0.0.1", free_port())
+    controller = Controller(sink, hostname=sink.host, port=sink.port)
+    controller.start()
+    readers = subprocess.Popen(
+        [WRK, "-t1", "-c8", "-d600s", stack.url + a_post_path()], stdout=subprocess.DEVNULL
+    )
+    try:
+        start_worker(stack, sink.host, sink.port)
+        posted, working = post_forms(stack, signer_app)
+        wait_until(lambda: posted.keys() <= sink.arrived.keys(), stack.logs, timeout=120)
+        to_sink = [sink.arrived[reference] - moment for reference, moment in posted.items()]
+        stack.kill("worker")
+        with socket.create_server(("127.0.0.1", 0), backlog=64) as silent:
+            start_worker(stack, *silent.getsockname())
+            hung_posts, hung = post_forms(stack, signer_app)
+            stack.kill("worker")
+    finally:
+        readers.kill()
+        readers.wait()
+        controller.stop()
+    stored = stored_references(stack)
+    if not (posted.keys() | hung_posts.keys()) <= stored:
+        raise SystemExit("a form post that was answered 303 is not in the database")
+    figures = {
+        "form POST p95, working SMTP (ms)": p95(working) * 1000,
+        "form POST p95, hung SMTP (ms)": p95(hung) * 1000,
+        "form POST to SMTP sink p95 (ms)": p95(to_sink) * 1000,
+    }
+    ratios = {
+        "POST p95 hung ÷ working SMTP (target ≤ 1.2)": p95(hung) / p95(working),
+        "POST to notification p95, s (target ≤ 5)": p95(to_sink),
+    }
+    return figures, ratios
+
+
+def stored_references(stack):
+    database = stack.environment["DATABASE_URL"].removeprefix("sqlite:///")
+    with sqlite3.connect(database) as connection:
+        return {row[0] for row in connection.execute("SELECT reference FROM leads")}
+
+
 def main(seconds):
     figures, ratios = run(seconds)
     for name, value in figures.items():
-        print(f"{name:36} {value:10.0f} requests/s")
+        unit = "" if "(ms)" in name else " requests/s"
+        print(f"{name:36} {value:10.0f}{unit}")
     for name, value in ratios.items():
         print(f"{name:44} {value:5.2f}")
     results = ROOT / "bench" / "results"
