@@ -58,7 +58,7 @@ class PageStore:
             return
         body = RENDER_TOKEN.sub(TOKEN_SLOT, response.get_data())
         with self.lock:
-            self.pages[etag] = (body, response.mimetype)
+            self.pages[etag] = (body, response.content_type)
 
 
 class ContentVersion:
@@ -116,11 +116,11 @@ def answer_from_store():
     stored = current_app.extensions["page_store"].get(page_etag())
     if stored is None:
         return None
-    body, mimetype = stored
+    body, content_type = stored
     g.page_from_store = True
     fresh_token = new_render_token().encode()
     return current_app.response_class(
-        body.replace(b"@render-token@", fresh_token), mimetype=mimetype
+        body.replace(b"@render-token@", fresh_token), content_type=content_type
     )
 
 

@@ -120,6 +120,15 @@ def test_a_page_rendered_once_is_served_from_the_store_with_a_fresh_form_time(
         assert render_token_age(token) is not None
 
 
+def test_a_stored_page_keeps_its_content_type(client, make_post):
+    make_posts(make_post, 2)
+    for url in ["/feed.xml", "/sitemap.xml", "/robots.txt", "/"]:
+        rendered, stored = client.get(url), client.get(url)
+
+        assert stored.headers["Content-Type"] == rendered.headers["Content-Type"], url
+        assert stored.data == rendered.data or url == "/", url
+
+
 def test_the_page_store_can_be_turned_off(make_app, make_post):
     app = make_app(PAGE_CACHE_SIZE=0)
     client = app.test_client()
