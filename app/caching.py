@@ -22,7 +22,7 @@ import threading
 from functools import cache
 from pathlib import Path
 
-from cachetools import LRUCache, TTLCache
+from cachetools import LRUCache, TTLCache, cached
 from flask import current_app, g, request
 
 from app.extensions import DATABASE_UNAVAILABLE, db
@@ -61,33 +61,26 @@ class PageStore:
             self.pages[etag] = (body, response.content_type)
 
 
-class ContentVersion:
-    """content_version(), remembered for `seconds` by the threads of one process."""
-
-    def __init__(self, seconds):
-        self.remembered = TTLCache(maxsize=1, ttl=seconds) if seconds else None
-        self.lock = threading.Lock()
-
-    def get(self):
-        if self.remembered is None:
-            return content_version()
-        with self.lock:
-            version = self.remembered.get("version")
-        if version is None:
-            version = content_version()
-            with self.lock:
-                self.remembered["version"] = version
-        return version
-
-
 def init_app(app):
     app.extensions["page_store"] = PageStore(app.config["PAGE_CACHE_SIZE"])
-    app.extensions["content_version"] = ContentVersion(app.config["CONTENT_CHECK_SECONDS"])
+    app.extensions["content_version"] = remembered_content_version(
+        app.config["CONTENT_CHECK_SECONDS"]
+    )
     app.before_request(answer_not_modified)
     app.before_request(answer_from_store)
     # Registered after Flask-Compress, so it runs before it: Flask-Compress then derives an
     # ETag per encoding from this one.
     app.after_request(cache_public_pages)
+
+
+def remembered_content_version(seconds):
+    """content_version(), remembered for `seconds` by the threads of one process."""
+    if not seconds:
+        return content_version
+    remember = cached(
+        TTLCache(maxsize=1, ttl=seconds), key=lambda: "version", lock=threading.Lock()
+    )
+    return remember(content_version)
 
 
 def is_public_read():
@@ -146,7 +139,7 @@ def page_etag():
     page still shows), and nothing is validated or stored."""
     if "page_etag" not in g:
         try:
-            version = current_app.extensions["content_version"].get()
+            version = current_app.extensions["content_version"]()
         except DATABASE_UNAVAILABLE:
             db.session.rollback()
             g.page_etag = None

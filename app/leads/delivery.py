@@ -21,6 +21,7 @@ from flask import current_app
 from flask_mail import BadHeaderError
 from jinja2 import TemplateError
 from sqlalchemy import or_, select, update
+from sqlalchemy.orm import selectinload
 
 from app.extensions import db, mail
 from app.leads import spool
@@ -86,7 +87,13 @@ def claim_due(worker, due_by, limit=BATCH_SIZE):
     db.session.commit()
     if not ids:
         return []
-    query = select(OutboxMessage).where(OutboxMessage.id.in_(ids)).order_by(OutboxMessage.id)
+    # Their leads in one query: each email and each log line names its lead.
+    query = (
+        select(OutboxMessage)
+        .where(OutboxMessage.id.in_(ids))
+        .order_by(OutboxMessage.id)
+        .options(selectinload(OutboxMessage.lead))
+    )
     return db.session.scalars(query).all()
 
 
