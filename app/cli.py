@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 from flask import current_app
 from flask.cli import AppGroup
+from sqlalchemy import select
 
 from app import dates
 from app.accounts import services as accounts
@@ -18,6 +19,8 @@ from app.extensions import db
 from app.leads import workflow
 from app.leads.delivery import deliver_due, worker_name
 from app.posts.importer import import_directory
+from app.posts.models import Post
+from app.posts.uploads import make_variants
 from app.types import utcnow
 
 content = AppGroup("content", help="Manage published content.")
@@ -59,7 +62,22 @@ def import_content(directory, update):
         click.echo(f"{slug}: not updated from its file: {why}.", err=True)
     for path, problem in report.errors:
         click.echo(f"{path}: {problem}", err=True)
+    for slug, cover in report.bad_covers:
+        click.echo(f"{slug}: the cover {cover} is missing or not an image.", err=True)
     if report.errors or report.refused:
+        raise SystemExit(1)
+
+
+@content.command("covers")
+def make_cover_copies():
+    """Make the WebP copies any post's cover lacks (e.g. covers uploaded before they existed)."""
+    query = select(Post.cover_image).where(Post.cover_image.is_not(None)).distinct()
+    covers = db.session.scalars(query).all()
+    failed = [cover for cover in covers if not make_variants(cover)]
+    for cover in failed:
+        click.echo(f"{cover}: missing or not an image.", err=True)
+    click.echo(f"{len(covers) - len(failed)} of {len(covers)} covers have their WebP copies.")
+    if failed:
         raise SystemExit(1)
 
 

@@ -20,12 +20,14 @@ from jinja2 import FileSystemBytecodeCache
 
 from app import create_app
 from app.accounts.models import User
+from app.assets import digest
 from app.extensions import db, mail
 from app.leads import delivery
 from app.leads.models import Lead
 from app.leads.protection import new_render_token
 from app.posts.models import Post
 from app.posts.services import apply_fields
+from app.posts.variants import write_variants
 from app.types import utcnow
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,7 +115,11 @@ def empty_postgres(url):
 @pytest.fixture
 def app_config(database_uri, tmp_path):
     """Settings for the app under test; a test may change them before using `app`."""
-    return make_config(database_uri, LEAD_SPOOL_DIR=str(tmp_path / "spool"))
+    return make_config(
+        database_uri,
+        LEAD_SPOOL_DIR=str(tmp_path / "spool"),
+        UPLOAD_FOLDER=str(tmp_path / "uploads"),
+    )
 
 
 class FreshContextClient(FlaskClient):
@@ -195,8 +201,20 @@ def make_post(app):
     return make
 
 
+@pytest.fixture(scope="session")
+def demo_cover_copies(tmp_path_factory):
+    """The demo covers' WebP copies, made once for the session: an import only makes the
+    copies its upload folder lacks, and making all 24 took most of each import's time."""
+    folder = tmp_path_factory.mktemp("cover-copies")
+    for path in sorted((ROOT / "static" / "img" / "covers").glob("*.png")):
+        stat = path.stat()
+        write_variants(path.read_bytes(), folder, digest(str(path), stat.st_mtime_ns, stat.st_size))
+    return folder
+
+
 @pytest.fixture
-def demo_content(app, runner):
+def demo_content(app, runner, demo_cover_copies):
+    shutil.copytree(demo_cover_copies, app.config["UPLOAD_FOLDER"], dirs_exist_ok=True)
     result = runner.invoke(args=["content", "import"])
     assert result.exit_code == 0, result.output
     return db.session.scalars(sa.select(Post).order_by(Post.published_at.desc())).all()

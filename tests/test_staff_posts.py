@@ -24,11 +24,6 @@ STORED_COVER = re.compile(r"media/[0-9a-f]{64}\.png")
 
 
 @pytest.fixture
-def app_config(app_config, tmp_path):
-    return {**app_config, "UPLOAD_FOLDER": str(tmp_path / "uploads")}
-
-
-@pytest.fixture
 def uploads(app):
     return app.config["UPLOAD_FOLDER"]
 
@@ -505,6 +500,20 @@ def test_a_cover_file_goes_when_no_post_uses_it_any_more(editor, client, uploads
     submit(client, f"/staff/posts/{one.id}/edit", title="One", remove_cover="y")
     db.session.refresh(one)
     assert one.cover_image is None
+    assert stored(uploads) == set()
+
+
+def test_an_uploaded_cover_gets_webp_copies_that_go_with_it(editor, client, uploads):
+    post_with_cover(client, NEW, png(1000, 525), action="publish")
+    post = only_post()
+    key = post.cover_image.removeprefix("media/").removesuffix(".png")
+    assert stored(uploads) == {post.cover_image, f"media/{key}-480.webp", f"media/{key}-800.webp"}
+
+    page = client.get(f"/posts/{post.slug}").text
+    assert f'srcset="/media/{key}-480.webp 480w, /media/{key}-800.webp 800w"' in page
+    assert f'src="/media/{key}.png"' in page
+
+    client.post(f"/staff/posts/{post.id}/delete", data={"csrf_token": csrf_token(client, NEW)})
     assert stored(uploads) == set()
 
 

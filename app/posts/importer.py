@@ -11,6 +11,7 @@ from app import dates
 from app.extensions import db
 from app.posts.models import Post
 from app.posts.services import apply_fields, differs, post_by_slug
+from app.posts.uploads import make_variants
 from app.types import utcnow
 
 REQUIRED = ("title", "slug", "standfirst", "published")
@@ -30,11 +31,14 @@ class ImportReport:
     # (slug, why): an update would have overwritten what staff wrote in the web editor.
     refused: list[tuple[str, str]] = field(default_factory=list)
     errors: list[tuple[Path, str]] = field(default_factory=list)
+    # (slug, cover): the file's cover image is missing or unreadable.
+    bad_covers: list[tuple[str, str]] = field(default_factory=list)
 
 
 def import_directory(directory, update=False):
     """Create a post for each new file; with `update`, also update existing posts from their
-    files, except those changed in the web editor since their last import."""
+    files, except those changed in the web editor since their last import. Each file's cover
+    gets its WebP copies."""
     report = ImportReport()
     for path in sorted(Path(directory).glob("*.md")):
         try:
@@ -43,6 +47,9 @@ def import_directory(directory, update=False):
             report.errors.append((path, str(error)))
             continue
         import_post(fields, update, report)
+        cover = fields["cover_image"]
+        if cover and not make_variants(cover):
+            report.bad_covers.append((fields["slug"], cover))
     db.session.commit()
     return report
 

@@ -1,13 +1,12 @@
 """Cover images uploaded by staff: checked by content, stored by content hash, served from /media/.
 
 Post.cover_image holds either a file under static/ ("img/covers/x.png", the demo posts) or an
-upload ("media/<sha256>.<ext>"); the template global cover_url() turns either into a URL.
+upload ("media/<sha256>.<ext>"); the template global cover_url() turns either into a URL, and
+cover_srcset() lists its WebP copies (app.posts.variants), kept in the upload folder too.
 """
 
 import hashlib
-import os
 import re
-import secrets
 from io import BytesIO
 from pathlib import Path
 
@@ -15,8 +14,9 @@ from flask import Blueprint, abort, current_app, send_from_directory, url_for
 from PIL import Image, UnidentifiedImageError
 from sqlalchemy import func, select
 
-from app.assets import asset_url
+from app.assets import asset_url, current_version
 from app.extensions import db
+from app.posts import variants
 from app.posts.models import Post
 
 blueprint = Blueprint("media", __name__)
@@ -59,14 +59,13 @@ def store_cover(stream):
     if len(data) > max_cover_bytes():
         raise InvalidImage(f"The image is too large: the limit is {megabytes(max_cover_bytes())}.")
     extension = image_extension(data)
-    name = f"{hashlib.sha256(data).hexdigest()}.{extension}"
-    path = upload_folder() / name
+    key = hashlib.sha256(data).hexdigest()
+    path = upload_folder() / f"{key}.{extension}"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{name}.{secrets.token_hex(8)}")
-        partial.write_bytes(data)
-        os.replace(partial, path)
-    return MEDIA_PREFIX + name
+        with variants.replacing(path) as partial:
+            partial.write_bytes(data)
+    variants.write_variants(data, upload_folder(), key)
+    return MEDIA_PREFIX + path.name
 
 
 def image_extension(data):
@@ -97,12 +96,51 @@ def is_stored_cover(value):
 
 
 def discard_unused(value):
-    """Delete an uploaded cover no post uses any more (content-hashed files can be shared)."""
+    """Delete an uploaded cover no post uses any more (content-hashed files can be shared),
+    with its WebP copies."""
     if not is_stored_cover(value):
         return
     users = db.session.scalar(select(func.count(Post.id)).where(Post.cover_image == value))
     if not users:
         (upload_folder() / value.removeprefix(MEDIA_PREFIX)).unlink(missing_ok=True)
+        variants.remove_variants(upload_folder(), cover_key(value))
+
+
+def cover_key(value):
+    """The content hash that names a cover's WebP copies (None for a missing static file)."""
+    if value.startswith(MEDIA_PREFIX):
+        return value.removeprefix(MEDIA_PREFIX).partition(".")[0]
+    return current_version(value)
+
+
+def cover_source(value):
+    if value.startswith(MEDIA_PREFIX):
+        return upload_folder() / value.removeprefix(MEDIA_PREFIX)
+    return Path(current_app.static_folder) / value
+
+
+def make_variants(value):
+    """Write the WebP copies a cover lacks; False if its file is missing or is not an image."""
+    key, source = cover_key(value), cover_source(value)
+    if key is None or not source.is_file():
+        return False
+    try:
+        variants.write_variants(source.read_bytes(), upload_folder(), key)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return False
+    return True
+
+
+@blueprint.app_template_global()
+def cover_srcset(value):
+    """The srcset of a cover's WebP copies, or "" when it has none (the <img> then stands)."""
+    key = cover_key(value)
+    if key is None:
+        return ""
+    return ", ".join(
+        f"{url_for('media.cover', name=variants.variant_name(key, width))} {width}w"
+        for width in variants.existing_widths(upload_folder(), key)
+    )
 
 
 @blueprint.app_template_global()
@@ -119,13 +157,19 @@ def cover_url(value, external=False):
 
 @blueprint.get("/media/<name>")
 def cover(name):
-    match = STORED_NAME.fullmatch(name) or abort(404)
-    response = send_from_directory(
-        upload_folder(), name, mimetype=MIMETYPES[match.group(1)], max_age=ONE_YEAR
-    )
+    response = send_from_directory(upload_folder(), name, mimetype=mimetype(name), max_age=ONE_YEAR)
     # The name is the content's hash: it never changes, so it can be cached for good.
     response.cache_control.public = True
     response.cache_control.immutable = True
     response.headers["Content-Disposition"] = "inline"
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
+
+
+def mimetype(name):
+    """The Content-Type of a stored cover or WebP copy; 404 for any other name."""
+    if match := STORED_NAME.fullmatch(name):
+        return MIMETYPES[match.group(1)]
+    if variants.VARIANT_NAME.fullmatch(name):
+        return "image/webp"
+    abort(404)
