@@ -72,13 +72,15 @@ lint: $(VENV)/.installed-dev ## Check style with ruff and the import layers with
 	$(BIN)/lint-imports
 
 .PHONY: bench
-bench: $(VENV)/.installed-dev nginx bench-tools ## Time the staff inbox (PostgreSQL) and the served stack (wrk)
+bench: $(VENV)/.installed-dev nginx browser bench-tools ## Time the staff inbox (PostgreSQL) and the served stack (wrk); weigh pages (Lighthouse)
 	$(BIN)/python bench/inbox.py
 	$(BIN)/python bench/web.py
+	$(BIN)/python bench/pages.py
 
 .PHONY: bench-tools
-bench-tools: ## Install Debian's wrk for the web benchmark (needs root)
+bench-tools: ## Install Debian's wrk (needs root) and Lighthouse (npm, bench/package-lock.json)
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	test -x bench/node_modules/.bin/lighthouse || npm ci --silent --prefix bench
 
 .PHONY: nginx
 nginx: ## Install Debian's nginx for make serve (needs root; the service itself stays off)
