@@ -72,9 +72,10 @@ lint: $(VENV)/.installed-dev ## Check style with ruff and the import layers with
 	$(BIN)/lint-imports
 
 .PHONY: bench
-bench: $(VENV)/.installed-dev nginx browser bench-tools ## Time the staff inbox (PostgreSQL) and the served stack (wrk); weigh pages (Lighthouse)
+bench: $(VENV)/.installed-dev nginx browser bench-tools ## Time the staff inbox (PostgreSQL), the served stack (wrk) and two instances behind nginx; weigh pages (Lighthouse)
 	$(BIN)/python bench/inbox.py
 	$(BIN)/python bench/web.py
+	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/pages.py
 
 .PHONY: bench-tools

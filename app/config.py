@@ -34,6 +34,10 @@ DEFAULTS = {
     "LEADS_DELIVER_IN_PROCESS": None,
     "DELIVERY_MAX_ATTEMPTS": 6,
     "DELIVERY_BACKOFF_SECONDS": 60,
+    # A worker's claim on the messages it is sending. Renewed before each send, so it must
+    # outlast one slow send (MAIL_TIMEOUT, more than once); a worker that died holds its
+    # messages this long before another takes them over.
+    "DELIVERY_CLAIM_SECONDS": 600,
     "EMAIL_CHECK_DELIVERABILITY": False,
     "EMAIL_DNS_TIMEOUT": 3,
     "CONTACT_RATE_LIMIT": "5 per minute; 20 per hour",
@@ -112,6 +116,7 @@ ENVIRONMENT = {
     "LEADS_DELIVER_IN_PROCESS": ("LEADS_DELIVER_IN_PROCESS", bool),
     "DELIVERY_MAX_ATTEMPTS": ("DELIVERY_MAX_ATTEMPTS", int),
     "DELIVERY_BACKOFF_SECONDS": ("DELIVERY_BACKOFF_SECONDS", int),
+    "DELIVERY_CLAIM_SECONDS": ("DELIVERY_CLAIM_SECONDS", int),
     "EMAIL_CHECK_DELIVERABILITY": ("EMAIL_CHECK_DELIVERABILITY", bool),
     "CONTACT_RATE_LIMIT": ("CONTACT_RATE_LIMIT", str),
     "RATELIMIT_STORAGE_URI": ("RATELIMIT_STORAGE_URI", str),

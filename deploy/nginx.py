@@ -5,8 +5,9 @@
 
 `production` gives deploy/nginx.conf, for /etc/nginx/sites-enabled/. `local` writes a
 complete nginx.conf for `make serve`: nginx in the foreground as the current user, with its
-pid, temporary files and cache under --dir. The two differ only in the listen, TLS and
-server_name lines and in their paths.
+pid, temporary files and cache under --dir; give --upstream once per gunicorn instance
+(bench/scale.py runs two). The two differ only in the listen, TLS, server_name and upstream
+server lines and in their paths.
 """
 
 import argparse
@@ -26,7 +27,7 @@ PRODUCTION = {
         "    ssl_certificate     /etc/letsencrypt/live/www.example.com/fullchain.pem;\n"
         "    ssl_certificate_key /etc/letsencrypt/live/www.example.com/privkey.pem;\n"
     ),
-    "upstream": "127.0.0.1:8000",
+    "upstream_servers": "    server 127.0.0.1:8000;",
     "static_dir": "/srv/agency-site/static",
     "cache_dir": "/var/cache/nginx/agency-site",
 }
@@ -73,22 +74,26 @@ def site(values):
     return fill(TEMPLATE.read_text(), values)
 
 
-def local_values(port, upstream, directory, static_dir):
+def upstream_servers(upstreams):
+    return "\n".join(f"    server {upstream};" for upstream in upstreams)
+
+
+def local_values(port, upstreams, directory, static_dir):
     return {
         "listen": f"    listen 127.0.0.1:{port};",
         "server_name": "127.0.0.1 localhost",
         "tls": "",
-        "upstream": upstream,
+        "upstream_servers": upstream_servers(upstreams),
         "static_dir": str(static_dir),
         "cache_dir": str(directory / "cache"),
     }
 
 
-def write_local(port, upstream, directory, static_dir):
+def write_local(port, upstreams, directory, static_dir):
     """Write nginx.conf and site.conf into directory; return the nginx.conf path."""
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
-    values = local_values(port, upstream, directory, static_dir.resolve())
+    values = local_values(port, upstreams, directory, static_dir.resolve())
     (directory / "site.conf").write_text(site(values))
     # Started as root (a container, CI), nginx would hand its workers to "nobody", who
     # cannot write the cache here; as anyone else the directive is not allowed.
@@ -104,7 +109,12 @@ def main(arguments):
     commands.add_parser("production", help="print the site file for a real host")
     local = commands.add_parser("local", help="write a runnable nginx.conf for make serve")
     local.add_argument("--port", type=int, required=True, help="where nginx listens")
-    local.add_argument("--upstream", required=True, help="gunicorn's host:port")
+    local.add_argument(
+        "--upstream",
+        action="append",
+        required=True,
+        help="a gunicorn instance's host:port; repeat it for each instance",
+    )
     local.add_argument("--dir", type=Path, required=True, help="for config, pid, cache")
     local.add_argument(
         "--static", type=Path, default=HERE.parent / "static", help="what /static/ serves"

@@ -33,7 +33,13 @@ class Stack:
         return f"http://127.0.0.1:{self.environment['SERVE_PORT']}"
 
     def start(self, *names, **own_commands):
-        """Start Procfile lines by name, and commands given by keyword (name=command)."""
+        """Start Procfile lines by name, and commands given by keyword (name=command); wait
+        until the site answers through nginx."""
+        self.launch(*names, **own_commands)
+        wait_until(lambda: fetch(self.url + "/healthz").status == 200, self.logs)
+
+    def launch(self, *names, **own_commands):
+        """Start them without waiting for anything."""
         commands = {**procfile_commands(), **own_commands}
         for name in [*names, *own_commands]:
             with (self.directory / f"{name}.log").open("w") as log:
@@ -45,7 +51,6 @@ class Stack:
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
                 )
-        wait_until(lambda: fetch(self.url + "/healthz").status == 200, self.logs)
 
     def kill(self, name):
         process = self.processes.pop(name)

@@ -508,3 +508,17 @@ def test_a_message_whose_lease_another_worker_took_is_not_sent(app, make_lead, s
     sent_ids = {received.message["Message-ID"] for received in smtp_server.messages}
     assert not any(f"outbox-{stolen.id}." in message_id for message_id in sent_ids)
     assert (stolen.status, stolen.claimed_by) == ("pending", "worker-b")
+
+
+@pytest.mark.parametrize(("claim_seconds", "sent"), [(600, 0), (0, 3)])
+def test_a_dead_workers_messages_are_taken_over_when_its_claim_ends(
+    app, runner, make_lead, smtp_server, claim_seconds, sent
+):
+    smtp_server.configure(app)
+    queue_for(make_lead())
+    app.config["DELIVERY_CLAIM_SECONDS"] = claim_seconds
+    delivery.claim_due("worker-that-died", utcnow())  # and never sends them
+
+    deliver(runner)
+
+    assert len(smtp_server.messages) == sent

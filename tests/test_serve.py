@@ -37,9 +37,13 @@ def test_the_shipped_site_file_is_the_template_rendered_for_a_real_host():
     assert (ROOT / "deploy" / "nginx.conf").read_text() == render_production()
 
 
-def test_the_local_configuration_is_one_nginx_accepts(tmp_path):
+@pytest.mark.parametrize(
+    "upstreams", [["127.0.0.1:8001"], ["127.0.0.1:8001", "127.0.0.1:8002"]], ids=["one", "two"]
+)
+def test_the_local_configuration_is_one_nginx_accepts(tmp_path, upstreams):
     if not shutil.which(NGINX):
         pytest.skip("nginx is not installed (make nginx)")
+    upstream_options = [option for upstream in upstreams for option in ("--upstream", upstream)]
     subprocess.run(
         [
             sys.executable,
@@ -47,8 +51,7 @@ def test_the_local_configuration_is_one_nginx_accepts(tmp_path):
             "local",
             "--port",
             "8000",
-            "--upstream",
-            "127.0.0.1:8001",
+            *upstream_options,
             "--dir",
             tmp_path,
         ],
@@ -65,6 +68,8 @@ def test_the_local_configuration_is_one_nginx_accepts(tmp_path):
     assert checked.returncode == 0, checked.stderr
     site = (tmp_path / "site.conf").read_text()
     assert "listen 127.0.0.1:8000;" in site and "ssl_certificate" not in site
+    servers = re.search(r"upstream agency_app \{(.*?)\}", site, re.DOTALL)[1]
+    assert re.findall(r"server (\S+);", servers) == upstreams
 
 
 @pytest.fixture

@@ -3,7 +3,10 @@
 Several workers may run at once. A claim is one UPDATE over rows chosen with
 SELECT ... FOR UPDATE SKIP LOCKED on PostgreSQL; SQLite runs each write transaction
 alone, so the same statement cannot hand one row to two workers there either. A claim
-is a lease: rows of a worker that died become due again when it expires.
+is a lease (DELIVERY_CLAIM_SECONDS): rows of a worker that died become due again when it
+expires. Delivery is at least once: a worker that dies after the SMTP server accepted a
+message and before recording it as sent leaves that message to be sent again, with the
+same Message-ID.
 """
 
 import logging
@@ -32,7 +35,6 @@ from app.types import utcnow
 log = logging.getLogger("app.delivery")
 
 BATCH_SIZE = 20
-CLAIM_LEASE = timedelta(minutes=10)
 MAX_BACKOFF = timedelta(hours=6)
 # The server, Flask-Mail's header check or the email's template failed for this one
 # message; the connection is fine. (A template fixed by a deploy succeeds on a retry.)
@@ -62,6 +64,10 @@ def worker_name():
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+def claim_lease():
+    return timedelta(seconds=current_app.config["DELIVERY_CLAIM_SECONDS"])
+
+
 def claim_due(worker, due_by, limit=BATCH_SIZE):
     """Mark up to `limit` messages due by `due_by` as this worker's; return them."""
     now = utcnow()
@@ -79,7 +85,7 @@ def claim_due(worker, due_by, limit=BATCH_SIZE):
     claim = (
         update(OutboxMessage)
         .where(OutboxMessage.id.in_(due.scalar_subquery()))
-        .values(claimed_by=worker, claim_expires_at=now + CLAIM_LEASE)
+        .values(claimed_by=worker, claim_expires_at=now + claim_lease())
         .returning(OutboxMessage.id)
         .execution_options(synchronize_session=False)
     )
@@ -137,7 +143,7 @@ def renew_claim(message, worker):
     renewed = db.session.execute(
         update(OutboxMessage)
         .where(OutboxMessage.id == message.id, OutboxMessage.claimed_by == worker)
-        .values(claim_expires_at=utcnow() + CLAIM_LEASE)
+        .values(claim_expires_at=utcnow() + claim_lease())
         .execution_options(synchronize_session=False)
     )
     db.session.commit()
