@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.web import NoMail, machine
+from bench.web import NoMail, host
 from tests.stack import Stack, a_post_path, stack_environment
 
 LIGHTHOUSE = ROOT / "bench" / "node_modules" / ".bin" / "lighthouse"
@@ -84,7 +84,7 @@ def main(runs):
         )
     output = ROOT / "bench" / "results"
     output.mkdir(exist_ok=True)
-    report = {"machine": machine(), "pages": results}
+    report = {"machine": host(), "pages": results}
     (output / "pages.json").write_text(json.dumps(report, indent=2) + "\n")
 
 

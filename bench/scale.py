@@ -22,7 +22,6 @@ Results, with the machine they ran on, go to bench/results/scale.json.
 
 import json
 import os
-import platform
 import re
 import shutil
 import socket
@@ -46,6 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app import create_app
+from bench.web import host
 from tests.conftest import (
     CSRF_INPUT,
     LEAD_FIELDS,
@@ -61,7 +61,6 @@ ADMIN_URL = os.environ.get(
 )
 # The test suite flushes database 15 (tests/test_contact.py).
 REDIS_URL = "redis://127.0.0.1:6379/14"
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 PGREP = shutil.which("pgrep") or "/usr/bin/pgrep"
 FLASK = [sys.executable, "-m", "flask", "--app", "app"]
 INSTANCES = ("a", "b")
@@ -103,20 +102,11 @@ def smtp_sink():
 
 
 def machine(engine):
-    model = re.search(r"model name\s*: (.*)", Path("/proc/cpuinfo").read_text())
-    nginx = subprocess.run([NGINX, "-v"], capture_output=True, text=True).stderr.strip()
     with engine.connect() as connection:
         postgresql = connection.exec_driver_sql("SHOW server_version").scalar()
     with redis.Redis.from_url(REDIS_URL) as connection:
         redis_version = connection.info("server")["redis_version"]
-    return {
-        "cpu": model[1] if model else platform.processor(),
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "postgresql": postgresql,
-        "redis": redis_version,
-        "nginx": nginx.removeprefix("nginx version: "),
-    }
+    return {**host(), "postgresql": postgresql, "redis": redis_version}
 
 
 def app_url(port):

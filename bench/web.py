@@ -74,7 +74,8 @@ def requests_per_second(url, seconds, headers=()):
     return float(re.search(r"Requests/sec:\s+([\d.]+)", output)[1])
 
 
-def machine():
+def host():
+    """The machine a benchmark ran on, for its results file (shared by bench/*.py)."""
     model = re.search(r"model name\s*: (.*)", Path("/proc/cpuinfo").read_text())
     nginx = subprocess.run([NGINX, "-v"], capture_output=True, text=True).stderr.strip()
     return {
@@ -82,7 +83,6 @@ def machine():
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "nginx": nginx.removeprefix("nginx version: "),
-        "wrk connections": CONNECTIONS,
     }
 
 
@@ -228,7 +228,11 @@ def main(seconds):
         print(f"{name:44} {value:5.2f}")
     results = ROOT / "bench" / "results"
     results.mkdir(exist_ok=True)
-    report = {"machine": machine(), "requests_per_second": figures, "ratios": ratios}
+    report = {
+        "machine": {**host(), "wrk connections": CONNECTIONS},
+        "requests_per_second": figures,
+        "ratios": ratios,
+    }
     (results / "web.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
 
 
