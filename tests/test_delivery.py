@@ -379,13 +379,9 @@ def test_no_delivery_thread_when_the_setting_is_off(make_app):
     assert "outbox_deliverer" not in app.extensions
 
 
-def run_two_workers(make_lead, database_uri, smtp_server, leads=100):
-    for _ in range(leads):
-        queue_notifications(make_lead())
-    db.session.commit()
-    expected = {message.id for message in outbox()}
-    db.session.remove()
-    environment = {
+def worker_environment(database_uri, smtp_server, **settings):
+    """The environment of a `flask leads deliver` process sending to smtp_server."""
+    return {
         **os.environ,
         "FLASK_SKIP_DOTENV": "1",
         "APP_ENV": "development",
@@ -398,7 +394,17 @@ def run_two_workers(make_lead, database_uri, smtp_server, leads=100):
         "MAIL_USE_SSL": "false",
         "MAIL_DEFAULT_SENDER": SENDER,
         "MAIL_TIMEOUT": "5",
+        **settings,
     }
+
+
+def run_two_workers(make_lead, database_uri, smtp_server, leads=100):
+    for _ in range(leads):
+        queue_notifications(make_lead())
+    db.session.commit()
+    expected = {message.id for message in outbox()}
+    db.session.remove()
+    environment = worker_environment(database_uri, smtp_server)
     command = [sys.executable, "-m", "flask", "--app", "app", "leads", "deliver", "--once"]
     with ExitStack() as stack:
         workers = [
