@@ -110,6 +110,11 @@ def test_nginx_caches_public_pages_and_never_staff_pages_or_posts(
     assert second.text == first.text
     compressed = fetch(post, headers={"Accept-Encoding": "gzip"})
     assert compressed.headers["Content-Encoding"] == "gzip" and compressed.text == first.text
+    # One stored copy for every browser, whatever Accept-Encoding it sends.
+    for accept_encoding in ("gzip, deflate, br, zstd", "br", "identity"):
+        other = fetch(post, headers={"Accept-Encoding": accept_encoding})
+        assert cache_status(other) == "HIT", accept_encoding
+    assert compressed.headers.get_all("Vary") == ["Accept-Encoding"]
 
     for _ in range(2):
         staff = fetch(stack.url + "/staff/login")
