@@ -46,8 +46,14 @@ serve: setup nginx ## Serve as in production: nginx cache on :8000 (PORT), gunic
 	SERVE_PORT=$(or $(PORT),8000) APP_PORT=$(or $(APP_PORT),8001) SERVE_DIR=$(CURDIR)/instance/serve \
 		$(BIN)/honcho --procfile Procfile start
 
+# pa11y for the accessibility tests, pinned in tests/a11y/package-lock.json; it drives Debian's
+# Chromium (tests/a11y/pa11y.json), so Puppeteer's own browser download is skipped.
+tests/a11y/node_modules/.installed: tests/a11y/package-lock.json
+	PUPPETEER_SKIP_DOWNLOAD=1 npm ci --silent --prefix tests/a11y
+	touch $@
+
 .PHONY: test
-test: $(VENV)/.installed-dev ## Run the whole suite: database tests on SQLite and PostgreSQL, browser tests
+test: $(VENV)/.installed-dev tests/a11y/node_modules/.installed ## Run the whole suite: database tests on SQLite and PostgreSQL, browser tests
 	TEST_DATABASE_URL=$(TEST_POSTGRES_URL) $(BIN)/pytest $(PYTEST_WORKERS) --cov --cov-report=term:skip-covered
 
 PIP_COMPILE := $(BIN)/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe \
