@@ -2,8 +2,10 @@
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from dotenv import load_dotenv
+from flask.helpers import get_load_dotenv
 from sqlalchemy.engine import make_url
 
 DEFAULTS = {
@@ -44,10 +46,16 @@ DEFAULTS = {
     "CONTACT_MAX_BODY_BYTES": 64 * 1024,
     "FORM_MIN_SECONDS": 3,
     "FORM_MAX_AGE_SECONDS": 2 * 3600,
-    "RATELIMIT_STORAGE_URI": "memory://",
+    # The Redis every process shares counters in (rate limits), unless RATELIMIT_STORAGE_URI
+    # names another store. Production needs one: per-process counts multiply every limit.
+    "REDIS_URL": None,
+    # Unset: REDIS_URL, or memory:// (each process counts on its own) without it.
+    "RATELIMIT_STORAGE_URI": None,
     # If Redis is down, count in memory rather than refuse every form post.
     "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
     "RATELIMIT_SWALLOW_ERRORS": True,
+    # Starts every key in that store: sites sharing one Redis keep their counts apart.
+    "RATELIMIT_KEY_PREFIX": "",
     "TRUSTED_PROXIES": 0,
     "RATELIMIT_HEADERS_ENABLED": True,
     "POSTS_PER_PAGE": 10,
@@ -119,7 +127,10 @@ ENVIRONMENT = {
     "DELIVERY_CLAIM_SECONDS": ("DELIVERY_CLAIM_SECONDS", int),
     "EMAIL_CHECK_DELIVERABILITY": ("EMAIL_CHECK_DELIVERABILITY", bool),
     "CONTACT_RATE_LIMIT": ("CONTACT_RATE_LIMIT", str),
+    "FORM_MIN_SECONDS": ("FORM_MIN_SECONDS", int),
+    "REDIS_URL": ("REDIS_URL", str),
     "RATELIMIT_STORAGE_URI": ("RATELIMIT_STORAGE_URI", str),
+    "RATELIMIT_KEY_PREFIX": ("RATELIMIT_KEY_PREFIX", str),
     "TRUSTED_PROXIES": ("TRUSTED_PROXIES", int),
     "LOGIN_RATE_LIMIT": ("LOGIN_RATE_LIMIT", str),
     "LOGIN_ACCOUNT_RATE_LIMIT": ("LOGIN_ACCOUNT_RATE_LIMIT", str),
@@ -130,6 +141,10 @@ ENVIRONMENT = {
 }
 
 DEVELOPMENT_SECRET_KEY = "development-only-not-secret"  # noqa: S105 - refused in production
+APP_ENVIRONMENTS = ("development", "production")
+MIN_SECRET_KEY_BYTES = 32
+RANDOM_HEX_COMMAND = 'python -c "import secrets; print(secrets.token_hex(32))"'
+REDIS_SCHEMES = ("redis", "rediss", "redis+unix", "redis+sentinel", "redis+cluster")
 
 
 class ConfigurationError(RuntimeError):
@@ -164,7 +179,8 @@ def load(app, test_config=None):
     """Fill app.config: defaults, then the environment (a .env file included), then test_config."""
     app.config.update(DEFAULTS)
     if test_config is None:
-        load_dotenv(Path(app.root_path).parent / ".env")
+        if get_load_dotenv():
+            load_dotenv(Path(app.root_path).parent / ".env")
         app.config.update(from_environment(os.environ))
     else:
         app.config.update(test_config)
@@ -186,6 +202,7 @@ def apply_derived_defaults(app):
         config["LEAD_SPOOL_DIR"] = str(instance / "spool")
     if not config["CONTENT_DIR"]:
         config["CONTENT_DIR"] = str(Path(app.root_path).parent / "content")
+    config["APP_ENV"] = resolve_app_env(config["APP_ENV"])
     config["PRODUCTION"] = config["APP_ENV"] == "production"
     if not config["SITE_URL"] and not config["PRODUCTION"]:
         config["SITE_URL"] = f"http://127.0.0.1:{config['PORT']}"
@@ -196,7 +213,27 @@ def apply_derived_defaults(app):
         config["LEADS_DELIVER_IN_PROCESS"] = not (config["PRODUCTION"] or config.get("TESTING"))
     if not config["SECRET_KEY"] and not config["PRODUCTION"]:
         config["SECRET_KEY"] = DEVELOPMENT_SECRET_KEY
+    config["RATELIMIT_STORAGE_URI"] = rate_limit_store(config)
     apply_log_settings(config)
+
+
+def resolve_app_env(raw):
+    name = raw.strip().lower()
+    if name not in APP_ENVIRONMENTS:
+        raise ConfigurationError(
+            f"APP_ENV must be one of {', '.join(APP_ENVIRONMENTS)} (in any case), not {raw!r}."
+        )
+    return name
+
+
+def rate_limit_store(config):
+    """The one store every process shares counters in: RATELIMIT_STORAGE_URI, else REDIS_URL."""
+    redis_url = config["REDIS_URL"]
+    if redis_url and urlsplit(redis_url).scheme not in REDIS_SCHEMES:
+        raise ConfigurationError(
+            f"REDIS_URL must be a Redis URL such as redis://127.0.0.1:6379/0, not {redis_url!r}."
+        )
+    return config["RATELIMIT_STORAGE_URI"] or redis_url or "memory://"
 
 
 LOG_FORMATS = ("json", "text")
@@ -232,14 +269,37 @@ def limit_connect_time(config):
 def check_production(config):
     if not config["PRODUCTION"]:
         return
-    if not config["SECRET_KEY"] or config["SECRET_KEY"] == DEVELOPMENT_SECRET_KEY:
-        raise ConfigurationError(
-            "SECRET_KEY is not set. In production (APP_ENV=production) set SECRET_KEY to a long "
-            'random value, e.g. python -c "import secrets; print(secrets.token_hex(32))".'
-        )
+    check_secret_key(config["SECRET_KEY"])
+    check_shared_rate_limit_store(config["RATELIMIT_STORAGE_URI"])
     if not config["SITE_URL"]:
         raise ConfigurationError(
             "SITE_URL is not set. In production set it to the site's public https:// address."
         )
     if not config["SITE_URL"].startswith("https://"):
         raise ConfigurationError("SITE_URL must be an https:// address in production.")
+
+
+def check_secret_key(secret_key):
+    if not secret_key:
+        raise ConfigurationError(
+            "SECRET_KEY is not set. In production (APP_ENV=production) set SECRET_KEY to a "
+            f"random value of at least {MIN_SECRET_KEY_BYTES} bytes; generate one with: "
+            f"{RANDOM_HEX_COMMAND}"
+        )
+    length = len(secret_key.encode())
+    if length < MIN_SECRET_KEY_BYTES:
+        raise ConfigurationError(
+            f"SECRET_KEY is too short ({length} bytes). In production it must be a random "
+            f"value of at least {MIN_SECRET_KEY_BYTES} bytes; generate one with: "
+            f"{RANDOM_HEX_COMMAND}"
+        )
+
+
+def check_shared_rate_limit_store(store):
+    if store.startswith("memory://"):
+        raise ConfigurationError(
+            "Rate limits would be counted in memory, separately by each process, so every "
+            "worker would multiply them. In production set REDIS_URL (or "
+            "RATELIMIT_STORAGE_URI) to a Redis that every process shares, e.g. "
+            "REDIS_URL=redis://127.0.0.1:6379/0."
+        )

@@ -15,7 +15,7 @@ from time import perf_counter
 
 from flask import current_app, g, has_request_context, request
 
-from app.config import ConfigurationError, resolve_log_format
+from app.config import ConfigurationError, resolve_app_env, resolve_log_format
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # A proxy's id is kept when it is a plain token; anything else could forge log lines.
@@ -75,7 +75,7 @@ FORMATTERS = {
 def gunicorn_logconfig(environ):
     """gunicorn's own lines (workers starting, timing out) on stdout in the app's format.
     Its access log stays off: the app logs each request, with its request id."""
-    production = environ.get("APP_ENV", "development") == "production"
+    production = resolve_app_env(environ.get("APP_ENV", "development")) == "production"
     log_format = resolve_log_format(environ.get("LOG_FORMAT"), production)
     return {
         "root": {"level": "WARNING", "handlers": []},

@@ -1,8 +1,18 @@
+import re
+import uuid
+
 import pytest
-from flask import request
+import redis
+from flask import Flask, request
 
 from app import create_app
-from app.config import ConfigurationError, from_environment
+from app.config import ENVIRONMENT, ConfigurationError, from_environment, load
+from tests.conftest import ROOT
+
+REDIS_URL = "redis://127.0.0.1:6379/12"
+STRONG_SECRET = "s" * 32
+# The least production starts with, beside what app_config sets.
+PRODUCTION = {"APP_ENV": "production", "SECRET_KEY": STRONG_SECRET, "REDIS_URL": REDIS_URL}
 
 
 def test_environment_variables_map_to_settings():
@@ -42,13 +52,13 @@ def test_production_without_secret_key_refuses_to_start(app_config):
 
 
 def test_production_needs_https_site_url(app_config):
-    config = {**app_config, "APP_ENV": "production", "SITE_URL": "http://agency.test"}
+    config = {**app_config, **PRODUCTION, "SITE_URL": "http://agency.test"}
     with pytest.raises(ConfigurationError, match="SITE_URL must be an https"):
         create_app(config)
 
 
 def test_production_session_cookie_is_secure(make_app):
-    app = make_app(APP_ENV="production")
+    app = make_app(**PRODUCTION)
     assert app.config["SESSION_COOKIE_SECURE"] is True
     assert app.config["SESSION_COOKIE_HTTPONLY"] is True
     assert app.config["SESSION_COOKIE_SAMESITE"] == "Lax"
@@ -93,7 +103,7 @@ def test_an_explicit_site_url_wins_over_port(make_app):
 
 
 def test_production_needs_a_site_url(app_config):
-    config = {**app_config, "APP_ENV": "production", "SECRET_KEY": "x" * 64, "SITE_URL": None}
+    config = {**app_config, **PRODUCTION, "SITE_URL": None}
     with pytest.raises(ConfigurationError, match="SITE_URL is not set"):
         create_app(config)
 
@@ -109,3 +119,126 @@ def test_postgresql_connections_wait_at_most_the_connect_timeout(app_config):
     assert default.config["SQLALCHEMY_ENGINE_OPTIONS"]["connect_args"] == {"connect_timeout": 5}
     assert chosen.config["SQLALCHEMY_ENGINE_OPTIONS"]["connect_args"] == {"connect_timeout": 2}
     assert in_url.config["SQLALCHEMY_ENGINE_OPTIONS"]["connect_args"] == {}
+
+
+@pytest.mark.parametrize("secret", ["s" * 32, "é" * 16])
+def test_production_accepts_a_secret_key_of_32_bytes(make_app, secret):
+    assert make_app(**PRODUCTION | {"SECRET_KEY": secret}).config["SECRET_KEY"] == secret
+
+
+@pytest.mark.parametrize("secret", ["s" * 31, "é" * 15 + "s"])
+def test_production_refuses_a_secret_key_shorter_than_32_bytes(make_app, secret):
+    with pytest.raises(ConfigurationError, match=r"SECRET_KEY is too short \(31 bytes\)") as error:
+        make_app(**PRODUCTION | {"SECRET_KEY": secret})
+    assert 'python -c "import secrets; print(secrets.token_hex(32))"' in str(error.value)
+
+
+@pytest.mark.parametrize("name", ["Production", " PRODUCTION\n", "production"])
+def test_app_env_ignores_case_and_surrounding_space(make_app, name):
+    app = make_app(**PRODUCTION | {"APP_ENV": name})
+    assert app.config["APP_ENV"] == "production"
+    assert app.config["PRODUCTION"] is True
+    assert app.config["SESSION_COOKIE_SECURE"] is True
+
+
+def test_app_env_from_the_environment_is_normalised(monkeypatch, app_config):
+    for variable, value in {
+        "FLASK_SKIP_DOTENV": "1",
+        "APP_ENV": "Production",
+        "SECRET_KEY": STRONG_SECRET,
+        "REDIS_URL": REDIS_URL,
+        "DATABASE_URL": app_config["SQLALCHEMY_DATABASE_URI"],
+        "SITE_URL": "https://agency.test",
+        "LEAD_SPOOL_DIR": app_config["LEAD_SPOOL_DIR"],
+        "UPLOAD_FOLDER": app_config["UPLOAD_FOLDER"],
+    }.items():
+        monkeypatch.setenv(variable, value)
+    assert create_app().config["APP_ENV"] == "production"
+
+
+@pytest.mark.parametrize("name", ["prod", "staging", ""])
+def test_an_unknown_app_env_is_refused_with_the_allowed_values(make_app, name):
+    with pytest.raises(ConfigurationError) as error:
+        make_app(APP_ENV=name)
+    assert str(error.value) == (
+        f"APP_ENV must be one of development, production (in any case), not {name!r}."
+    )
+
+
+@pytest.mark.parametrize("store", [{}, {"RATELIMIT_STORAGE_URI": "memory://"}])
+def test_production_refuses_rate_limits_counted_per_process(app_config, store):
+    config = {**app_config, **PRODUCTION, "REDIS_URL": None, **store}
+    with pytest.raises(ConfigurationError) as error:
+        create_app(config)
+    assert "counted in memory, separately by each process" in str(error.value)
+    assert "set REDIS_URL (or RATELIMIT_STORAGE_URI) to a Redis" in str(error.value)
+
+
+def test_development_counts_rate_limits_in_memory_by_default(make_app):
+    assert make_app().config["RATELIMIT_STORAGE_URI"] == "memory://"
+
+
+@pytest.fixture
+def client_address():
+    """An address of this test alone, so its counters in Redis meet no other test's."""
+    address = f"2001:db8::{uuid.uuid4().hex[:4]}:{uuid.uuid4().hex[:4]}"
+    yield address
+    with redis.Redis.from_url(REDIS_URL) as connection:
+        keys = list(connection.scan_iter(f"*/{address}/*"))
+        if keys:
+            connection.delete(*keys)
+
+
+def posts_counted_in_redis(make_app, post_lead, address, **settings):
+    """Post the form twice under a limit of one a minute; the answers, and whether Redis
+    holds the counter."""
+    app = make_app(RATELIMIT_ENABLED=True, CONTACT_RATE_LIMIT="1 per minute", **settings)
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    answers = [post_lead(client).status_code for _ in range(2)]
+    with redis.Redis.from_url(REDIS_URL) as connection:
+        return answers, bool(list(connection.scan_iter(f"*/{address}/*")))
+
+
+def test_redis_url_is_where_rate_limits_are_counted(make_app, post_lead, client_address):
+    counted = posts_counted_in_redis(make_app, post_lead, client_address, REDIS_URL=REDIS_URL)
+    assert counted == ([303, 429], True)
+
+
+def test_an_explicit_rate_limit_store_wins_over_redis_url(make_app, post_lead, client_address):
+    settings = {"REDIS_URL": REDIS_URL, "RATELIMIT_STORAGE_URI": "memory://"}
+    counted = posts_counted_in_redis(make_app, post_lead, client_address, **settings)
+    assert counted == ([303, 429], False)
+
+
+def test_a_redis_url_that_is_not_one_is_refused(make_app):
+    with pytest.raises(ConfigurationError, match="REDIS_URL must be a Redis URL such as redis://"):
+        make_app(REDIS_URL="127.0.0.1:6379")
+
+
+def test_flask_skip_dotenv_leaves_the_env_file_unread(tmp_path, monkeypatch):
+    (tmp_path / ".env").write_text("SITE_NAME=From the env file\n")
+    # Registered for undo, so a value the file sets is removed again after the test.
+    monkeypatch.setenv("SITE_NAME", "")
+    monkeypatch.delenv("SITE_NAME")
+
+    def loaded_site_name():
+        app = Flask("site", root_path=str(tmp_path / "app"), instance_path=str(tmp_path / "i"))
+        load(app)
+        return app.config["SITE_NAME"]
+
+    monkeypatch.setenv("FLASK_SKIP_DOTENV", "1")
+    assert loaded_site_name() == "Catalyst Science Marketing"
+    monkeypatch.delenv("FLASK_SKIP_DOTENV")
+    assert loaded_site_name() == "From the env file"
+
+
+def test_every_setting_is_documented_in_the_readme_and_env_example():
+    readme = (ROOT / "README.md").read_text()
+    documented = set(re.findall(r"^\| `([A-Z_]+)`(?:, `([A-Z_]+)`)?", readme, re.MULTILINE))
+    in_readme = {name for row in documented for name in row if name}
+    example = (ROOT / ".env.example").read_text()
+    in_example = set(re.findall(r"^#? ?([A-Z_]+)=", example, re.MULTILINE))
+
+    assert set(ENVIRONMENT) - in_readme == set()
+    assert set(ENVIRONMENT) - in_example == set()
