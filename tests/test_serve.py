@@ -1,6 +1,7 @@
 """The nginx configuration of `make serve` and of a real host, and the stack it runs."""
 
 import os
+import json
 import re
 import shutil
 import signal
@@ -115,6 +116,10 @@ def test_nginx_caches_public_pages_and_never_staff_pages_or_posts(
         other = fetch(post, headers={"Accept-Encoding": accept_encoding})
         assert cache_status(other) == "HIT", accept_encoding
     assert compressed.headers.get_all("Vary") == ["Accept-Encoding"]
+    # Every reader of the cached copy got its form token; the page's script takes its own.
+    own_tokens = [fetch(stack.url + "/contact/form-token") for _ in range(2)]
+    assert [cache_status(answer) for answer in own_tokens] == ["MISS", "MISS"]
+    assert len({json.loads(answer.text)["token"] for answer in own_tokens}) == 2
 
     for _ in range(2):
         staff = fetch(stack.url + "/staff/login")

@@ -1,14 +1,27 @@
-"""Defences of the public form that need no cookie: origin check, signed render time, honeypot."""
+"""Defences of the public form that need no cookie: origin check, signed render time used
+once, honeypot, and a limit on the leads one address may send."""
 
+import hashlib
+import math
+import secrets
+import time
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from flask import abort, current_app, request
+from flask_limiter.util import get_remote_address
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
+from limits import parse_many
+from sqlalchemy import select
 
+from app.extensions import DATABASE_UNAVAILABLE, db, limiter
+from app.leads.models import Lead
 from app.types import utcnow
 
 FORM_CONTENT_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
 SAME_SITE_FETCHES = {"same-origin", "none"}
+CONTACT_SCOPE = "contact"
+USED_FORMS_KEY = "contact-token:"
 
 
 def _signer():
@@ -16,7 +29,8 @@ def _signer():
 
 
 def new_render_token():
-    return _signer().sign("contact").decode()
+    """Signed render time of one form; the random part makes every render's token its own."""
+    return _signer().sign(secrets.token_urlsafe(16)).decode()
 
 
 def render_token_age(token):
@@ -66,3 +80,73 @@ def spam_reason(form, age_seconds):
     if age_seconds is not None and age_seconds < current_app.config["FORM_MIN_SECONDS"]:
         return f"sent {age_seconds:.1f} s after the form was shown"
     return None
+
+
+def seconds_until_allowed():
+    """Count one lead against its sender's CONTACT_RATE_LIMIT; None if it is within every
+    limit, else the seconds until the limit it broke lets another through."""
+    if not limiter.enabled:
+        return None
+    limits = sorted(parse_many(current_app.config["CONTACT_RATE_LIMIT"]))
+    identifiers = shared_key(get_remote_address(), CONTACT_SCOPE)
+    try:
+        for limit in limits:
+            if not limiter.limiter.hit(limit, *identifiers):
+                reset_at = limiter.limiter.get_window_stats(limit, *identifiers).reset_time
+                return max(1, math.ceil(reset_at - time.time()))
+    except limiter.storage.base_exceptions as error:
+        current_app.logger.warning("Rate limit storage unreachable (%s): lead not counted", error)
+    return None
+
+
+def claim_render_token(token):
+    """Record that this form's token produced a lead; False if one already did (a replay).
+
+    The record is one atomic increment in the limiter's storage, shared by every process,
+    so of several posts sending the same token at once exactly one gets True.
+    """
+    expiry = current_app.config["FORM_MAX_AGE_SECONDS"]
+    try:
+        return limiter.storage.incr(used_token_key(token), expiry) == 1
+    except limiter.storage.base_exceptions as error:
+        # A lead matters more than a replay: without the record, accept it.
+        current_app.logger.warning("Used-token storage unreachable (%s): token not checked", error)
+        return True
+
+
+def release_render_token(token):
+    """The lead could not be kept: the visitor may send the same form again."""
+    try:
+        limiter.storage.clear(used_token_key(token))
+    except limiter.storage.base_exceptions as error:
+        current_app.logger.warning("Used-token storage unreachable (%s): token kept", error)
+
+
+def used_token_key(token):
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    return "/".join(shared_key(f"{USED_FORMS_KEY}{digest}"))
+
+
+def shared_key(*parts):
+    return [part for part in (current_app.config.get("RATELIMIT_KEY_PREFIX"), *parts) if part]
+
+
+def lead_sent_with(form, age_seconds):
+    """The lead this very form already produced (a button pressed twice), if it is stored."""
+    rendered_at = utcnow() - timedelta(seconds=age_seconds)
+    query = (
+        select(Lead)
+        .where(
+            Lead.created_at >= rendered_at,
+            Lead.email == form.email.data,
+            Lead.name == form.name.data,
+            Lead.message == form.message.data,
+        )
+        .order_by(Lead.id.desc())
+        .limit(1)
+    )
+    try:
+        return db.session.scalars(query).first()
+    except DATABASE_UNAVAILABLE:
+        db.session.rollback()
+        return None

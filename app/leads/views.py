@@ -1,7 +1,10 @@
+import math
+
 from flask import (
     Blueprint,
     abort,
     current_app,
+    jsonify,
     make_response,
     redirect,
     render_template,
@@ -9,7 +12,6 @@ from flask import (
     url_for,
 )
 
-from app.extensions import limiter
 from app.leads import protection
 from app.leads.forms import LIMITS, ContactForm, consent_label
 from app.leads.services import LeadNotSaved, lead_by_reference, submit_lead
@@ -21,10 +23,11 @@ STALE_FORM_MESSAGE = (
     "This form was open for a long time, so we could not be sure it came from you. "
     "Everything you typed is still here: please check it and send it again."
 )
-
-
-def contact_rate_limit():
-    return current_app.config["CONTACT_RATE_LIMIT"]
+ALREADY_SENT_MESSAGE = (
+    "This form has already been used to send a message, so we did not send it again. "
+    "Everything you typed is still here: if you meant to send another message, check it "
+    "and send it again."
+)
 
 
 @blueprint.get("/contact")
@@ -32,8 +35,15 @@ def contact():
     return render_template("leads/contact.html", form=fresh_form())
 
 
+@blueprint.get("/contact/form-token")
+def form_token():
+    """A token of the reader's own for a form on a page that came from a cache."""
+    response = jsonify(token=protection.new_render_token())
+    response.cache_control.no_store = True
+    return response
+
+
 @blueprint.post("/contact")
-@limiter.limit(contact_rate_limit, methods=["POST"])
 def submit():
     protection.require_form_body()
     protection.refuse_cross_site_posts()
@@ -42,12 +52,51 @@ def submit():
     age = protection.render_token_age(form.rendered_at.data)
     if not form.validate() or age is None:
         return show_again(form, stale=age is None)
+    # Only a message that would be stored counts: correcting a mistake costs nothing.
+    wait = protection.seconds_until_allowed()
+    if wait is not None:
+        return show_again_later(form, wait)
+    if not protection.claim_render_token(form.rendered_at.data):
+        return answer_replay(form, age)
+    return store(form, age)
+
+
+def store(form, age):
     try:
         lead = submit_lead(form, spam_reason=protection.spam_reason(form, age))
     except LeadNotSaved:
+        protection.release_render_token(form.rendered_at.data)
         return show_again(form, stale=False, notice=not_saved_message(), status=503)
+    return redirect_to_thanks(lead)
+
+
+def redirect_to_thanks(lead):
     annotate(lead=lead.reference)
     return redirect(url_for("leads.thanks", reference=lead.reference), code=303)
+
+
+def answer_replay(form, age):
+    """The same page again after a double click; anything else sent with a used token is
+    refused with 409 (the form's state, not its content, is wrong) and a fresh token."""
+    earlier = protection.lead_sent_with(form, age)
+    if earlier is not None:
+        return redirect_to_thanks(earlier)
+    return show_again(form, stale=True, notice=ALREADY_SENT_MESSAGE, status=409)
+
+
+def show_again_later(form, seconds):
+    response = show_again(form, stale=False, notice=wait_message(seconds), status=429)
+    response.retry_after = seconds
+    return response
+
+
+def wait_message(seconds):
+    minutes = math.ceil(seconds / 60)
+    return (
+        "You have sent us several messages in a short time, so this one has not been sent. "
+        f"Everything you typed is still here: please wait {minutes} "
+        f"minute{'' if minutes == 1 else 's'} and send it again."
+    )
 
 
 def not_saved_message():
@@ -86,6 +135,7 @@ def thanks(reference):
 def fresh_form():
     form = ContactForm(formdata=None)
     form.rendered_at.data = protection.new_render_token()
+    form.fresh = True
     return form
 
 

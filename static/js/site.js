@@ -18,3 +18,19 @@ for (const input of document.querySelectorAll("[data-page-referrer]")) input.val
 
 // After a failed submission, move focus to the summary of problems so it is read out first.
 document.querySelector("[data-error-summary]")?.focus();
+
+// A form shown for the first time may come from a cache that gave every reader the same token,
+// and a token sends one message: when the reader starts on the form, it takes a token of its
+// own. If that fails (offline, site down), the page's token still sends one message.
+for (const form of document.querySelectorAll("[data-contact-form][data-token-url]")) {
+  form.addEventListener("focusin", () => takeOwnToken(form), { once: true });
+}
+
+async function takeOwnToken(form) {
+  try {
+    const response = await fetch(form.dataset.tokenUrl, { headers: { Accept: "application/json" } });
+    if (response.ok) form.elements["contact-rendered_at"].value = (await response.json()).token;
+  } catch {
+    // Keep the page's token.
+  }
+}

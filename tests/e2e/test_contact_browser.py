@@ -210,6 +210,27 @@ def test_the_consent_stored_is_the_label_the_visitor_saw(page, live_server):
     expect(label.get_by_role("link", name="privacy policy")).to_have_attribute("href", "/privacy")
 
 
+def test_a_reader_starting_on_the_form_takes_a_token_of_their_own(page, live_server):
+    """The page may be a cached copy whose token every reader got; a token sends one lead."""
+    assert page.goto("/contact").status == 200
+    form = contact_form(page)
+    token = form.locator("input[name='contact-rendered_at']")
+    shown = token.input_value()
+
+    with page.expect_response("**/contact/form-token") as answer:
+        field(form, "Your name").click()
+
+    assert answer.value.ok
+    expect(token).not_to_have_value(shown)
+    field(form, "Your name").fill("Ada Lovelace")
+    field(form, "Email address").fill("ada@example.org")
+    field(form, "How can we help?").fill(MESSAGE)
+    consent_box(form).check()
+    form.get_by_role("button", name="Send message").click()
+    expect(page).to_have_url(THANKS_URL)
+    assert len(stored_leads()) == 1
+
+
 def test_keyboard_only_visitor_tabs_through_the_fields_in_order_and_sends(page, live_server):
     assert page.goto("/contact").status == 200
     form = contact_form(page)
