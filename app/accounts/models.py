@@ -11,6 +11,8 @@ from app.extensions import db
 from app.types import UTCDateTime, utcnow
 
 ROLES = ("admin", "editor")
+# The longest IPv6 address in text is 45 characters; a proxy may add a zone or a port.
+ADDRESS_LENGTH = 100
 
 
 def new_token():
@@ -80,3 +82,17 @@ class StaffSession(db.Model):
     def revoke(self):
         if self.revoked_at is None:
             self.revoked_at = utcnow()
+
+
+class LoginLockout(db.Model):
+    """A login limit that refused an attempt: shown to admins, kept for a while (throttle.py)."""
+
+    __tablename__ = "login_lockouts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    locked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    locked_until: Mapped[datetime] = mapped_column(UTCDateTime)
+    # As typed, trimmed and lower-cased: the account may not exist.
+    email: Mapped[str] = mapped_column(String(254))
+    scope: Mapped[str] = mapped_column(String(16))
+    address: Mapped[str] = mapped_column(String(ADDRESS_LENGTH))

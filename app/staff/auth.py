@@ -3,23 +3,15 @@
 import logging
 from urllib.parse import urlsplit
 
-from flask import (
-    Blueprint,
-    current_app,
-    flash,
-    g,
-    redirect,
-    render_template,
-    request,
-    session,
-    url_for,
-)
+from flask import Blueprint, flash, g, redirect, render_template, request, session, url_for
+from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_user, logout_user
 from sqlalchemy import select
 
+from app.accounts import throttle
 from app.accounts.models import StaffSession
 from app.accounts.services import authenticate
-from app.extensions import db, limiter, login_manager
+from app.extensions import db, login_manager
 from app.logs import pseudonym
 from app.staff.forms import LoginForm
 from app.types import utcnow
@@ -28,6 +20,7 @@ blueprint = Blueprint("auth", __name__)
 log = logging.getLogger("app.auth")
 
 LOGIN_FAILED = "That email address and password do not match an active account."
+LOGIN_REFUSED = "There have been too many attempts to log in. Wait {wait}, then try again."
 
 login_manager.login_view = "staff.auth.login"
 login_manager.session_protection = None  # the server-side session row is the protection
@@ -44,68 +37,41 @@ def load_user(token):
     return staff_session.user
 
 
-def login_rate_limit():
-    return current_app.config["LOGIN_RATE_LIMIT"]
-
-
-def account_rate_limit():
-    return current_app.config["LOGIN_ACCOUNT_RATE_LIMIT"]
-
-
-def submitted_email():
-    return request.form.get("email", "").strip().lower()
-
-
-def submitted_account():
-    return "login-account:" + submitted_email()
-
-
-def failed_login(response):
-    return response.status_code != 303
-
-
-def lock_out_logger(scope):
-    """An on_breach callback: the lock-out is logged; Flask-Limiter still answers 429."""
-
-    def log_lock_out(request_limit):
-        # The address is personal data: the log names the account by a keyed hash.
-        log.warning(
-            "login locked out by the %s limit (%s)",
-            scope,
-            request_limit.limit,
-            extra={"account": pseudonym(submitted_email()), "limit_scope": scope},
-        )
-
-    return log_lock_out
-
-
 @blueprint.route("/login", methods=["GET", "POST"])
-@limiter.limit(
-    login_rate_limit,
-    methods=["POST"],
-    deduct_when=failed_login,
-    on_breach=lock_out_logger("address"),
-)
-@limiter.limit(
-    account_rate_limit,
-    key_func=submitted_account,
-    methods=["POST"],
-    deduct_when=failed_login,
-    on_breach=lock_out_logger("account"),
-)
 def login():
     if current_user.is_authenticated:
         return redirect(safe_next(request.args.get("next")))
     form = LoginForm(next=request.args.get("next", ""))
     if request.method == "GET":
         return render_template("staff/login.html", form=form)
-    user = form.validate() and authenticate(form.email.data, form.password.data)
+    if not form.validate():
+        return failed(form)
+    email, address = normalised(form.email.data), get_remote_address()
+    refusal = throttle.count_attempt(email, address)
+    if refusal:
+        return refused(form, refusal)
+    user = authenticate(email, form.password.data)
     if not user:
-        log.warning("login failed", extra={"account": pseudonym(submitted_email())})
-        form.form_errors.append(LOGIN_FAILED)
-        return render_template("staff/login.html", form=form), 401
+        return failed(form)
+    throttle.forget_attempts(email, address)
     start_session(user)
     return redirect(safe_next(form.next.data), code=303)
+
+
+def normalised(email):
+    return email.strip().lower()
+
+
+def failed(form):
+    log.warning("login failed", extra={"account": pseudonym(normalised(form.email.data or ""))})
+    form.form_errors.append(LOGIN_FAILED)
+    return render_template("staff/login.html", form=form), 401
+
+
+def refused(form, refusal):
+    form.form_errors.append(LOGIN_REFUSED.format(wait=refusal.wait))
+    page = render_template("staff/login.html", form=form)
+    return page, 429, {"Retry-After": str(refusal.retry_after)}
 
 
 @blueprint.post("/logout")

@@ -1,14 +1,23 @@
 """The staff dashboard: recent lead flow, where leads come from, what needs attention."""
 
+from datetime import timedelta
+
 from flask import Blueprint, render_template, url_for
+from flask_login import current_user
 
 from app import dates
+from app.accounts import throttle
 from app.leads import stats
 from app.staff import charts
 from app.types import utcnow
 
 blueprint = Blueprint("dashboard", __name__)
 
+LOCK_OUT_DAYS = 7
+SCOPE_LABELS = {
+    throttle.ACCOUNT: "This account from this address",
+    throttle.ADDRESS: "Any account from this address",
+}
 KIND_LABELS = {
     "lead_notification": "New lead alert to staff",
     "lead_acknowledgment": "Acknowledgement to the enquirer",
@@ -35,9 +44,16 @@ def index():
         overdue_minutes=int(stats.OVERDUE_AFTER.total_seconds() // 60),
         weeks_shown=stats.WEEKS,
         kind_labels=KIND_LABELS,
+        lock_outs=recent_lock_outs(now) if current_user.is_admin else None,
+        lock_out_days=LOCK_OUT_DAYS,
+        scope_labels=SCOPE_LABELS,
         now=now,
         lead_url=lead_url,
     )
+
+
+def recent_lock_outs(now):
+    return throttle.recent_lock_outs(since=now - timedelta(days=LOCK_OUT_DAYS))
 
 
 def weeks_chart(weeks):
