@@ -10,6 +10,7 @@ from app import (
     errors,
     extensions,
     logs,
+    routing,
     security,
     sessions,
     templating,
@@ -30,6 +31,7 @@ def create_app(test_config=None):
     logs.init_app(app)
     extensions.init_app(app)
     sessions.init_app(app)
+    routing.init_app(app)
     register_blueprints(app)
     errors.init_app(app)
     templating.init_app(app)

@@ -4,9 +4,12 @@ import smtplib
 import sys
 from email import policy
 from email.charset import QP, Charset
+from email.header import Header
 
 from flask import current_app, render_template
 from flask_mail import Connection, Mail, Message
+
+from app.validation import drop_invisible
 
 # Flask-Mail sends UTF-8 bodies as 8bit, so a long paragraph becomes one line longer than
 # SMTP's limit of 998 characters, which servers refuse or break. Quoted-printable wraps it.
@@ -27,7 +30,25 @@ class SiteMessage(Message):
     def _message(self):
         message = super()._message()
         message.policy = AS_ENCODED
+        if self.subject and ENCODED_WORD_START in self.subject:
+            keep_literally(message, "Subject", self.subject)
         return message
+
+
+# How an RFC 2047 encoded word starts. Flask-Mail leaves an ASCII subject as it is, so a
+# lead's name such as "=?utf-8?b?QWRtaW4=?=" in it would be decoded by the staff member's
+# mail client and read "Admin". (Flask-Mail encodes display names already.)
+ENCODED_WORD_START = "=?"
+
+
+def keep_literally(message, name, text):
+    """Set a header to `text` encoded as a whole, so that decoding it gives back `text`.
+
+    Stored raw: set as usual, the header would be parsed (decoded) and written back as the
+    ASCII it decodes to.
+    """
+    del message[name]
+    message.set_raw(name, Header(text, "utf-8").encode())
 
 
 class TimeoutConnection(Connection):
@@ -92,5 +113,6 @@ def render_message(name, recipients, **context):
 
 
 def one_line(text):
-    """Text fit for a header: line breaks and runs of whitespace become single spaces."""
-    return " ".join(text.split())
+    """Text fit for a header: no invisible characters (a name may hide bidi controls), and
+    line breaks and runs of whitespace become single spaces."""
+    return " ".join(drop_invisible(text).split())

@@ -1,6 +1,7 @@
-"""Input helpers shared by every form: trimming, line breaks and control characters."""
+"""Input helpers shared by every form: trimming, line breaks, control and invisible characters."""
 
 import re
+import unicodedata
 
 from wtforms.validators import ValidationError
 
@@ -41,3 +42,12 @@ def refuse(characters, message):
 
 def single_line(message="{label} must be plain text on one line.", characters=CONTROL_CHARACTERS):
     return refuse(characters, message)
+
+
+def drop_invisible(value):
+    """Text without format characters (Unicode category Cf: bidi controls, zero-width spaces
+    and joiners, the BOM), which can make a name or subject read differently from its bytes.
+    A zero-width joiner inside an emoji sequence goes too: the emoji then show one by one."""
+    if not isinstance(value, str):
+        return value
+    return "".join(character for character in value if unicodedata.category(character) != "Cf")

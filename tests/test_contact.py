@@ -489,13 +489,12 @@ def test_line_breaks_count_once_as_in_the_browser(client):
 # Wrong types
 
 
-@pytest.mark.parametrize("value", ["y", "on", "maybe", "1"])
-def test_a_ticked_consent_box_is_consent_whatever_its_value(client, value):
-    assert submit(client, consent=value).status_code == 303
+def test_the_ticked_box_s_own_value_is_consent(client):
+    assert submit(client, consent="y").status_code == 303
 
 
-@pytest.mark.parametrize("value", [None, "", "false", "0", "off", "no"])
-def test_a_consent_value_that_says_no_is_refused(client, value):
+@pytest.mark.parametrize("value", [None, "", "false", "0", "off", "no", "on", "maybe", "1"])
+def test_any_other_consent_value_is_refused(client, value):
     response = submit(client, consent=value)
 
     assert_refused_with(response, "consent", "Please agree to the privacy policy so we can reply.")

@@ -1,7 +1,7 @@
 """The nginx configuration of `make serve` and of a real host, and the stack it runs."""
 
-import os
 import json
+import os
 import re
 import shutil
 import signal

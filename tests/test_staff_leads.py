@@ -372,6 +372,56 @@ def test_export_neutralises_formulas(client, editor, make_lead, dangerous):
         assert record[column] == "'" + dangerous
 
 
+def cells_read_with(separator, response):
+    body = response.data.decode("utf-8").removeprefix("\ufeff")
+    rows = csv.reader(io.StringIO(body, newline=""), delimiter=separator)
+    return [cell for row in rows for cell in row]
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+@pytest.mark.parametrize(
+    "dangerous",
+    [
+        'Acme;=HYPERLINK("https://evil.example","Open")',
+        "Acme,=1+1",
+        "Acme;+1+1",
+        "Acme;-2+3",
+        "Acme;@SUM(A1)",
+        "Acme;\tx",
+        "Acme;\rx",
+        'Acme;"=1+1',
+        'Acme;""@SUM(A1)',
+        "Hello\n=HYPERLINK(1)",
+        "Hello\r\n-2+3",
+        "=1;=2,=3",
+    ],
+)
+@pytest.mark.parametrize("separator", [",", ";"])
+def test_export_neutralises_formulas_after_either_separator_and_line_breaks(
+    client, editor, make_lead, dangerous, separator
+):
+    lead = make_lead(name=dangerous, company=dangerous, message=dangerous, utm_term=dangerous)
+
+    cells = cells_read_with(separator, client.get("/staff/leads/export.csv"))
+
+    assert any(lead.reference in cell for cell in cells)
+    for cell in cells:
+        assert not cell.lstrip('"').startswith(FORMULA_STARTS), (separator, cell)
+
+
+def test_export_neutralises_only_what_could_start_a_cell(client, editor, make_lead):
+    make_lead(name="Acme;=HYPERLINK(1)", company="Smith-Jones, Ltd; R&D", message="Hi,\n=1+1")
+
+    header, row = read_csv(client.get("/staff/leads/export.csv"))
+
+    record = dict(zip(header, row, strict=True))
+    assert record["Name"] == "Acme;'=HYPERLINK(1)"
+    assert record["Company"] == "Smith-Jones, Ltd; R&D"
+    assert record["Message"] == "Hi,\n'=1+1"
+
+
 def test_export_keeps_unicode_and_line_breaks(client, editor, make_lead):
     make_lead(name="Zoë Ångström", message='Line one,\n"quoted" line two')
     header, row = read_csv(client.get("/staff/leads/export.csv"))
@@ -645,6 +695,16 @@ def test_send_again_for_another_leads_message_is_404(client, lead_with_history, 
     assert post(client, lead_url(other, "messages/999999/resend")).status_code == 404
 
 
+# 2**31 is one past PostgreSQL's integer; the other is past SQLite's 64 bits.
+@pytest.mark.parametrize("message_id", ["0", str(2**31), "99999999999999999999"])
+def test_send_again_for_an_id_out_of_the_databases_range_is_404(
+    client, lead_with_history, message_id
+):
+    response = post(client, lead_url(lead_with_history, f"messages/{message_id}/resend"))
+
+    assert response.status_code == 404
+
+
 # Bulk actions
 
 
@@ -690,6 +750,9 @@ def test_bulk_mark_spam(client, editor, make_lead):
         ({"lead": ["1"]}, "Choose what to do with the selection."),
         ({"lead": ["1"], "action": "status", "status": "x"}, "Choose a status from the list."),
         ({"lead": ["1; DROP"], "action": "spam"}, "The selection could not be read."),
+        # Beyond an integer column: PostgreSQL would fail the query.
+        ({"lead": ["2147483648"], "action": "spam"}, "The selection could not be read."),
+        ({"lead": ["99999999999"], "action": "spam"}, "The selection could not be read."),
         ({"lead": [str(n) for n in range(501)], "action": "spam"}, "at most 500 leads"),
     ],
 )

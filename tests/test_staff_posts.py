@@ -182,6 +182,26 @@ def test_unknown_post_is_404(editor, client):
     assert client.get("/staff/posts/999/delete").status_code == 404
 
 
+# 2**31 is one past PostgreSQL's integer; the other is past SQLite's 64 bits.
+@pytest.mark.parametrize("post_id", ["0", str(2**31), "99999999999999999999"])
+@pytest.mark.parametrize(
+    ("method", "url"),
+    [
+        ("get", "/staff/posts/{}/edit"),
+        ("post", "/staff/posts/{}/edit"),
+        ("post", "/staff/posts/{}/preview"),
+        ("get", "/staff/posts/{}/delete"),
+        ("post", "/staff/posts/{}/delete"),
+    ],
+)
+def test_an_id_out_of_the_databases_range_is_404(editor, client, method, url, post_id):
+    data = {**fields(), "csrf_token": csrf_token(client, NEW)} if method == "post" else None
+
+    response = client.open(url.format(post_id), method=method.upper(), data=data)
+
+    assert response.status_code == 404
+
+
 # Publishing
 
 
@@ -366,34 +386,68 @@ def test_cover_url_points_at_uploads_and_static_files(app):
         )
 
 
-def test_an_image_without_alt_text_is_kept_while_the_error_is_fixed(editor, client):
+def test_an_image_sent_with_an_error_is_not_kept_and_must_be_chosen_again(editor, client, uploads):
     response = client.post(
         NEW,
         data={
             **fields(),
-            "cover": (BytesIO(png()), "c.png"),
+            "cover": (BytesIO(png(1000, 525)), "c.png"),
             "csrf_token": csrf_token(client, NEW),
         },
     )
 
     assert response.status_code == 422
     assert "Describe the image for people who cannot see it" in response.text
-    kept = re.search(r'name="uploaded_cover" type="hidden" value="([^"]+)"', response.text)
-    assert STORED_COVER.fullmatch(kept.group(1))
-    assert f'src="/{kept.group(1)}"' in response.text
+    assert "Choose the image again: an image is kept only when the post is saved." in response.text
+    assert stored(uploads) == set()
 
-    response = submit(client, uploaded_cover=kept.group(1), cover_alt="A diagram")
+    response = post_with_cover(client, NEW, png(1000, 525))
 
     assert response.status_code == 303
-    assert only_post().cover_image == kept.group(1)
+    assert STORED_COVER.fullmatch(only_post().cover_image)
 
 
-def test_a_forged_upload_reference_is_refused(editor, client):
-    response = submit(client, uploaded_cover="media/../../instance/site.db", cover_alt="x")
+def test_a_rejected_edit_leaves_no_uploaded_file_behind(editor, client, uploads):
+    post_with_cover(client, NEW, png(1000, 525))
+    post = only_post()
+    before = stored(uploads)
+    assert len(before) == 3  # the cover and its WebP copies at 480 and 800 pixels
+
+    response = post_with_cover(client, f"/staff/posts/{post.id}/edit", png(900, 480), title="")
 
     assert response.status_code == 422
-    assert "The image chosen earlier is no longer here." in response.text
-    assert post_count() == 0
+    assert "Give the post a title." in response.text
+    assert stored(uploads) == before
+    db.session.refresh(post)
+    assert f'src="/{post.cover_image}"' in response.text  # the saved cover is still shown
+
+
+def test_a_rejected_upload_of_the_saved_cover_keeps_its_file(editor, client, uploads):
+    post_with_cover(client, NEW, png(1000, 525))
+    post = only_post()
+    before = stored(uploads)
+
+    response = post_with_cover(client, f"/staff/posts/{post.id}/edit", png(1000, 525), title="")
+
+    assert response.status_code == 422
+    assert stored(uploads) == before
+    served = client.get(f"/{post.cover_image}")
+    assert served.status_code == 200
+    served.close()
+
+
+def test_a_slug_taken_while_saving_removes_the_new_upload(
+    editor, client, uploads, make_post, monkeypatch
+):
+    make_post(slug="taken")
+    # As if another editor took the slug between the form's check and the commit.
+    monkeypatch.setattr(PostForm, "validate_slug", lambda form, field: None)
+
+    response = post_with_cover(client, NEW, png(1000, 525), slug="taken")
+
+    assert response.status_code == 422
+    assert "Another post already uses the address /posts/taken." in response.text
+    assert stored(uploads) == set()
 
 
 def bmp():
@@ -590,3 +644,18 @@ def test_a_nul_byte_in_a_text_field_is_refused_or_dropped_not_a_500(editor, clie
     assert response.status_code in {303, 422}
     for post in db.session.scalars(select(Post)):
         assert not any("\x00" in text for text in stored_text(post)), field
+
+
+def test_a_title_loses_bidi_controls_and_zero_width_characters(editor, client):
+    response = submit(client, title="\u202eSolid\u200b-state\ufeff batteries\u2066\u200f")
+
+    assert response.status_code == 303
+    assert only_post().title == "Solid-state batteries"
+
+
+def test_a_title_of_invisible_characters_only_is_an_empty_title(editor, client):
+    response = submit(client, title="\u200b\u200d\u2060")
+
+    assert response.status_code == 422
+    assert "Give the post a title." in response.text
+    assert post_count() == 0

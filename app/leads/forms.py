@@ -7,10 +7,17 @@ from flask import current_app, url_for
 from flask_wtf import FlaskForm
 from markupsafe import Markup
 from wtforms import BooleanField, EmailField, HiddenField, StringField, TelField, TextAreaField
-from wtforms.validators import DataRequired, Length, Optional, Regexp, ValidationError
+from wtforms.validators import (
+    DataRequired,
+    Length,
+    Optional,
+    Regexp,
+    StopValidation,
+    ValidationError,
+)
 
 from app import validation
-from app.validation import strip, unix_newlines
+from app.validation import drop_invisible, strip, unix_newlines
 
 CONSENT_VERSION = "privacy-2026-11"
 # What the person agrees to, shown as the checkbox's label and stored with the lead.
@@ -18,6 +25,9 @@ CONSENT_TEXT = (
     "I agree that {site} may store these details to reply to me, as described in the "
     "{privacy_policy}."
 )
+# What the consent checkbox sends when ticked (WTForms' own default for a BooleanField).
+TICKED = "y"
+CONSENT_MISSING = "Please agree to the privacy policy so we can reply."
 LIMITS = {"name": 100, "email": 254, "company": 150, "phone": 40, "message": 5000}
 
 single_line = validation.single_line(
@@ -43,6 +53,13 @@ def deliverable_email(form, field):
     field.data = checked.normalized
 
 
+def ticked(form, field):
+    """Consent is the value the ticked box sends; "NO", "off" or "false" from a script is not."""
+    if field.raw_data != [TICKED]:
+        field.data = False  # shown again unticked
+        raise StopValidation(CONSENT_MISSING)
+
+
 def length(name, label):
     return Length(
         max=LIMITS[name], message=f"{label} must be {LIMITS[name]:,} characters or fewer."
@@ -58,9 +75,10 @@ class ContactForm(FlaskForm):
         # Cross-site posts are refused by the Origin/Sec-Fetch-Site check instead.
         csrf = False
 
+    # Invisible characters first: a name of only zero-width spaces is an empty one.
     name = StringField(
         "Your name",
-        filters=[strip],
+        filters=[drop_invisible, strip],
         validators=[DataRequired("Enter your name."), length("name", "Your name"), single_line],
     )
     email = EmailField(
@@ -75,7 +93,7 @@ class ContactForm(FlaskForm):
     )
     company = StringField(
         "Company",
-        filters=[strip],
+        filters=[drop_invisible, strip],
         validators=[Optional(), length("company", "Company"), single_line],
     )
     phone = TelField(
@@ -102,9 +120,9 @@ class ContactForm(FlaskForm):
     )
     consent = BooleanField(
         "I agree to the privacy policy",
-        validators=[DataRequired("Please agree to the privacy policy so we can reply.")],
-        # A ticked box sends any value; one that says no is not consent.
-        false_values=("", "false", "0", "off", "no"),
+        validators=[DataRequired(CONSENT_MISSING), ticked],
+        # Rendered again after an error, the box still sends its own value.
+        render_kw={"value": TICKED},
     )
     # Honeypot: hidden from people, tempting to bots that fill every field.
     website = StringField("Leave this field empty")

@@ -30,6 +30,12 @@ SEARCH_TEXT = func.lower(
 )
 # A spreadsheet runs a cell that starts with one of these as a formula.
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+# Where a cell can start inside a field: the file is split at "," with quotes, but a
+# spreadsheet whose list separator is ";" splits it at every ";" (quotes count only at the
+# start of a cell, and there they fall mid-cell), a reader ignoring quotes at every ",", and
+# either may take a line break inside a field for a new row. So quoting every field would not
+# help; a formula start after any of them is neutralised as at the start of a cell.
+CELL_START_INSIDE = re.compile(r'(?<=[,;\r\n])(?="*[' + re.escape("".join(FORMULA_PREFIXES)) + "])")
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -245,5 +251,5 @@ def csv_cell(value):
         return ""
     if isinstance(value, datetime):
         return dates.spreadsheet(value)
-    text = str(value)
+    text = CELL_START_INSIDE.sub("'", str(value))
     return "'" + text if text.startswith(FORMULA_PREFIXES) else text

@@ -15,6 +15,7 @@ from wtforms.validators import AnyOf, DataRequired, Length, Optional, Validation
 
 from app.leads.inbox import Cursor, Filters, InvalidCursor
 from app.leads.models import LEAD_STATUSES
+from app.routing import is_id
 from app.validation import drop_control_characters, single_line, strip, unix_newlines
 
 STATUS_CHOICES = [SelectChoice(status, status.capitalize()) for status in LEAD_STATUSES]
@@ -116,7 +117,7 @@ class IdListField(Field):
         if len(valuelist) > MAX_BULK:
             raise ValueError(f"Select at most {MAX_BULK} leads at a time.")
         for value in valuelist:
-            if not value.isascii() or not value.isdigit() or len(value) > 18:
+            if not (value.isascii() and value.isdigit() and is_id(value)):
                 raise ValueError("The selection could not be read. Select the leads again.")
             self.data.append(int(value))
         self.data = sorted(set(self.data))

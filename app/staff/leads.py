@@ -196,7 +196,7 @@ def add_note(reference):
     return to_lead(lead)
 
 
-@blueprint.post("/<reference>/messages/<int:message_id>/resend")
+@blueprint.post("/<reference>/messages/<id:message_id>/resend")
 def resend(reference, message_id):
     lead = lead_or_404(reference)
     message = workflow.message_of(lead, message_id)

@@ -16,7 +16,7 @@ from wtforms.validators import AnyOf, DataRequired, Length, ValidationError
 
 from app.posts import services, uploads
 from app.types import utcnow
-from app.validation import drop_control_characters, single_line, strip
+from app.validation import drop_control_characters, drop_invisible, single_line, strip
 
 ACTIONS = ("save", "publish", "schedule", "unpublish")
 MAX_TAGS = 12
@@ -37,7 +37,7 @@ class PostForm(FlaskForm):
     title = StringField(
         "Title",
         validators=[DataRequired("Give the post a title."), Length(max=200), single_line()],
-        filters=[strip],
+        filters=[drop_invisible, strip],
     )
     slug = StringField("Slug", validators=[single_line()], filters=[strip])
     standfirst = TextAreaField(
@@ -55,7 +55,6 @@ class PostForm(FlaskForm):
         "Meta description", validators=[Length(max=300), single_line()], filters=[strip]
     )
     cover = FileField("Image file", render_kw={"accept": ",".join(uploads.MIMETYPES.values())})
-    uploaded_cover = HiddenField()
     remove_cover = BooleanField("Remove the cover image")
     cover_alt = StringField(
         "Cover image description", validators=[Length(max=300), single_line()], filters=[strip]
@@ -68,6 +67,7 @@ class PostForm(FlaskForm):
     def __init__(self, *args, post=None, **kwargs):
         super().__init__(*args, obj=post, **kwargs)
         self.post = post
+        self.new_cover = None  # the image this submission uploaded, once stored
         if post is not None and not self.is_submitted():
             self.tag_names.data = ", ".join(tag.name for tag in post.tags)
             if services.status(post) == "scheduled":
@@ -99,14 +99,9 @@ class PostForm(FlaskForm):
     def validate_cover(self, field):
         if field.data:
             try:
-                self.uploaded_cover.data = uploads.store_cover(field.data.stream)
+                self.new_cover = uploads.store_cover(field.data.stream)
             except uploads.InvalidImage as error:
                 raise ValidationError(str(error)) from None
-
-    def validate_uploaded_cover(self, field):
-        if field.data and not uploads.is_stored_cover(field.data):
-            field.data = ""
-            raise ValidationError("The image chosen earlier is no longer here. Choose it again.")
 
     def validate_cover_alt(self, field):
         if self.cover_image() and not field.data:
@@ -124,6 +119,17 @@ class PostForm(FlaskForm):
             raise ValidationError(
                 "Choose a time in the future (UTC). To publish straight away, use Publish now."
             )
+
+    def discard_new_cover(self):
+        """Remove the image this submission stored: the post was not saved, and a file no
+        post uses would stay on disk for good. The editor has to choose it again."""
+        if self.new_cover is None:
+            return
+        uploads.discard_unused(self.new_cover)
+        self.new_cover = None
+        self.cover.errors.append(
+            "Choose the image again: an image is kept only when the post is saved."
+        )
 
     def intent(self):
         """The action asked for; saving a scheduled post with a new time reschedules it."""
@@ -146,8 +152,8 @@ class PostForm(FlaskForm):
 
     def cover_image(self):
         """The cover after this submission: a new upload, none if removed, else the saved one."""
-        if self.uploaded_cover.data and uploads.is_stored_cover(self.uploaded_cover.data):
-            return self.uploaded_cover.data
+        if self.new_cover:
+            return self.new_cover
         if self.remove_cover.data or self.post is None:
             return None
         return self.post.cover_image

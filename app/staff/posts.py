@@ -55,7 +55,7 @@ def create():
     return save(form, Post())
 
 
-@blueprint.route("/<int:post_id>/edit", methods=["GET", "POST"])
+@blueprint.route("/<id:post_id>/edit", methods=["GET", "POST"])
 def edit(post_id):
     form = PostForm(post=db.get_or_404(Post, post_id))
     if not form.validate_on_submit():
@@ -64,6 +64,8 @@ def edit(post_id):
 
 
 def editor(form):
+    if form.errors:
+        form.discard_new_cover()
     status = services.status(form.post) if form.post else "draft"
     page = render_template("staff/posts/editor.html", form=form, post=form.post, status=status)
     return page, 422 if form.errors else 200
@@ -91,7 +93,7 @@ def saved_message(post, action):
 
 
 @blueprint.post("/preview")
-@blueprint.post("/<int:post_id>/preview")
+@blueprint.post("/<id:post_id>/preview")
 def preview(post_id=None):
     """The public post page for the editor's current text, unsaved and never indexed."""
     saved = db.get_or_404(Post, post_id) if post_id else None
@@ -108,13 +110,13 @@ def preview(post_id=None):
     return response
 
 
-@blueprint.get("/<int:post_id>/delete")
+@blueprint.get("/<id:post_id>/delete")
 def confirm_delete(post_id):
     post = db.get_or_404(Post, post_id)
     return render_template("staff/posts/delete.html", post=post, form=DeleteForm())
 
 
-@blueprint.post("/<int:post_id>/delete")
+@blueprint.post("/<id:post_id>/delete")
 def delete(post_id):
     post = db.get_or_404(Post, post_id)
     title = post.title
