@@ -109,6 +109,7 @@ def test_nginx_caches_public_pages_and_never_staff_pages_or_posts(
     assert (first.status, first.headers["X-Cache-Status"]) == (200, "MISS")
     assert (second.status, second.headers["X-Cache-Status"]) == (200, "HIT")
     assert second.text == first.text
+    assert len({first.headers["X-Request-ID"], second.headers["X-Request-ID"]}) == 2
     compressed = fetch(post, headers={"Accept-Encoding": "gzip"})
     assert compressed.headers["Content-Encoding"] == "gzip" and compressed.text == first.text
     # One stored copy for every browser, whatever Accept-Encoding it sends.
