@@ -4,8 +4,8 @@
 
 Starts `make serve`'s processes (gunicorn with WEB_CONCURRENCY workers, nginx with the
 shipped cache configuration) on free ports against a SQLite copy of the demo content, then
-loads each URL with wrk (Debian's package; `make bench-tools`) for SECONDS (default 4), all
-of them in turn three times over, and prints the median of each figure:
+loads each URL with wrk (Debian's package; `make bench-tools`) for SECONDS (default 2), all
+of them in turn five times over, and prints the median of each figure:
 
 1. a post page through gunicorn ÷ /robots.txt through gunicorn;
 2. a 304 revalidation of that post through gunicorn ÷ /robots.txt;
@@ -58,7 +58,7 @@ NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 CONNECTIONS = 32
 WARM_UP_SECONDS = 3
 FORM_POSTS = 40
-ROUNDS = 3
+ROUNDS = 5
 
 
 class NoMail:
@@ -265,4 +265,4 @@ def main(seconds):
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 4)
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 2)
