@@ -39,7 +39,6 @@ from pathlib import Path
 
 import redis
 import sqlalchemy as sa
-from aiosmtpd.controller import Controller
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -53,6 +52,7 @@ from tests.conftest import (
     free_port,
     make_config,
     render_token,
+    serving,
 )
 from tests.stack import Stack, fetch, procfile_commands, stack_environment, wait_until
 
@@ -90,15 +90,8 @@ def scratch_database():
         admin.dispose()
 
 
-@contextmanager
 def smtp_sink():
-    sink = SMTPServer("127.0.0.1", free_port())
-    controller = Controller(sink, hostname=sink.host, port=sink.port)
-    controller.start()
-    try:
-        yield sink
-    finally:
-        controller.stop()
+    return serving(SMTPServer("127.0.0.1", free_port()))
 
 
 def machine(engine):

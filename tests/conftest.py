@@ -4,6 +4,7 @@ import shutil
 import socket
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from email import message_from_bytes, policy
@@ -11,6 +12,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+import redis
 import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 from flask.testing import FlaskClient
@@ -399,14 +401,34 @@ class SMTPServer(MailServer):
         return self.messages
 
 
+@contextmanager
+def serving(server):
+    """An SMTPServer (or a subclass) listening on its host and port while in the block."""
+    controller = Controller(server, hostname=server.host, port=server.port)
+    controller.start()
+    try:
+        yield server
+    finally:
+        controller.stop()
+
+
 @pytest.fixture
 def smtp_server():
     """An aiosmtpd server on 127.0.0.1 collecting what it receives in `messages`."""
-    server = SMTPServer("127.0.0.1", free_port())
-    controller = Controller(server, hostname=server.host, port=server.port)
-    controller.start()
-    yield server
-    controller.stop()
+    with serving(SMTPServer("127.0.0.1", free_port())) as server:
+        yield server
+
+
+@pytest.fixture
+def redis_prefix(request):
+    """A key prefix (RATELIMIT_KEY_PREFIX) of this test alone in the Redis database its
+    module names in REDIS_URL; the keys under it are deleted afterwards."""
+    prefix = f"test-{uuid.uuid4().hex}"
+    yield prefix
+    with redis.Redis.from_url(request.module.REDIS_URL) as connection:
+        keys = list(connection.scan_iter(f"*{prefix}*"))
+        if keys:
+            connection.delete(*keys)
 
 
 @pytest.fixture

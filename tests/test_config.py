@@ -1,5 +1,4 @@
 import re
-import uuid
 
 import pytest
 import redis
@@ -178,36 +177,28 @@ def test_development_counts_rate_limits_in_memory_by_default(make_app):
     assert make_app().config["RATELIMIT_STORAGE_URI"] == "memory://"
 
 
-@pytest.fixture
-def client_address():
-    """An address of this test alone, so its counters in Redis meet no other test's."""
-    address = f"2001:db8::{uuid.uuid4().hex[:4]}:{uuid.uuid4().hex[:4]}"
-    yield address
-    with redis.Redis.from_url(REDIS_URL) as connection:
-        keys = list(connection.scan_iter(f"*/{address}/*"))
-        if keys:
-            connection.delete(*keys)
-
-
-def posts_counted_in_redis(make_app, post_lead, address, **settings):
+def posts_counted_in_redis(make_app, post_lead, prefix, **settings):
     """Post the form twice under a limit of one a minute; the answers, and whether Redis
     holds the counter."""
-    app = make_app(RATELIMIT_ENABLED=True, CONTACT_RATE_LIMIT="1 per minute", **settings)
-    client = app.test_client()
-    client.environ_base["REMOTE_ADDR"] = address
-    answers = [post_lead(client).status_code for _ in range(2)]
+    app = make_app(
+        RATELIMIT_ENABLED=True,
+        CONTACT_RATE_LIMIT="1 per minute",
+        RATELIMIT_KEY_PREFIX=prefix,
+        **settings,
+    )
+    answers = [post_lead(app.test_client()).status_code for _ in range(2)]
     with redis.Redis.from_url(REDIS_URL) as connection:
-        return answers, bool(list(connection.scan_iter(f"*/{address}/*")))
+        return answers, bool(list(connection.scan_iter(f"*{prefix}*")))
 
 
-def test_redis_url_is_where_rate_limits_are_counted(make_app, post_lead, client_address):
-    counted = posts_counted_in_redis(make_app, post_lead, client_address, REDIS_URL=REDIS_URL)
+def test_redis_url_is_where_rate_limits_are_counted(make_app, post_lead, redis_prefix):
+    counted = posts_counted_in_redis(make_app, post_lead, redis_prefix, REDIS_URL=REDIS_URL)
     assert counted == ([303, 429], True)
 
 
-def test_an_explicit_rate_limit_store_wins_over_redis_url(make_app, post_lead, client_address):
+def test_an_explicit_rate_limit_store_wins_over_redis_url(make_app, post_lead, redis_prefix):
     settings = {"REDIS_URL": REDIS_URL, "RATELIMIT_STORAGE_URI": "memory://"}
-    counted = posts_counted_in_redis(make_app, post_lead, client_address, **settings)
+    counted = posts_counted_in_redis(make_app, post_lead, redis_prefix, **settings)
     assert counted == ([303, 429], False)
 
 

@@ -11,7 +11,6 @@ from threading import Barrier
 
 import html5lib
 import pytest
-import redis
 import sqlalchemy as sa
 
 from app.extensions import db
@@ -190,16 +189,6 @@ def test_a_form_shown_again_keeps_its_token(app, client):
 
 
 # Served: four gunicorn workers sharing Redis
-
-
-@pytest.fixture
-def redis_prefix():
-    prefix = f"contact-limits-{uuid.uuid4().hex}"
-    yield prefix
-    with redis.Redis.from_url(REDIS_URL) as connection:
-        keys = list(connection.scan_iter(f"*{prefix}*"))
-        if keys:
-            connection.delete(*keys)
 
 
 def test_one_token_posted_ten_times_at_once_stores_one_lead(tmp_path, smtp_server, redis_prefix):

@@ -8,11 +8,10 @@ import sys
 import time
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from app.extensions import db
 from app.leads.notifications import queue_notifications
-from tests.conftest import ROOT, SMTPServer, free_port
+from tests.conftest import ROOT, SMTPServer, free_port, serving
 from tests.test_delivery import outbox, worker_environment
 
 DELIVER_ONCE = [sys.executable, "-m", "flask", "--app", "app", "leads", "deliver", "--once"]
@@ -35,11 +34,8 @@ class KillingSMTPServer(SMTPServer):
 
 @pytest.fixture
 def killing_smtp_server():
-    server = KillingSMTPServer("127.0.0.1", free_port())
-    controller = Controller(server, hostname=server.host, port=server.port)
-    controller.start()
-    yield server
-    controller.stop()
+    with serving(KillingSMTPServer("127.0.0.1", free_port())) as server:
+        yield server
 
 
 def test_a_message_sent_again_after_a_crash_keeps_its_message_id(

@@ -4,13 +4,11 @@ address together and per address alone; lock-outs are recorded and shown to admi
 import subprocess
 import sys
 import urllib.parse
-import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
-import redis
 import sqlalchemy as sa
 from sqlalchemy import select
 
@@ -199,17 +197,6 @@ def test_when_the_store_is_unreachable_logins_are_still_throttled(
 
 
 # The served stack: gunicorn's workers share the counts in Redis.
-
-
-@pytest.fixture
-def redis_prefix():
-    """A key prefix of this test alone; its keys are deleted after it."""
-    prefix = uuid.uuid4().hex
-    yield prefix
-    with redis.Redis.from_url(REDIS_URL) as connection:
-        keys = list(connection.scan_iter(f"*LIMITER/{prefix}/*"))
-        if keys:
-            connection.delete(*keys)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ and, to show why production refuses it, once per worker in memory."""
 
 import re
 import urllib.parse
-import uuid
 from collections import Counter
 
 import pytest
@@ -47,17 +46,6 @@ def serve(tmp_path, smtp_server):
         stack.stop()
 
 
-@pytest.fixture
-def key_prefix():
-    """A prefix of this test alone for the counters in Redis, deleted afterwards."""
-    prefix = f"test-shared-limits-{uuid.uuid4().hex}"
-    yield prefix
-    with redis.Redis.from_url(REDIS_URL) as connection:
-        keys = list(connection.scan_iter(f"*/{prefix}/*"))
-        if keys:
-            connection.delete(*keys)
-
-
 def send_contact_form(url):
     """Load the form and send it, as a visitor does; each request on a new connection, so
     either worker may take it."""
@@ -69,14 +57,14 @@ def send_contact_form(url):
     return fetch(url + "/contact", body, {"Origin": url}).status
 
 
-def test_with_redis_the_limit_is_counted_once_across_workers(serve, key_prefix):
-    url = serve(REDIS_URL=REDIS_URL, RATELIMIT_KEY_PREFIX=key_prefix)
+def test_with_redis_the_limit_is_counted_once_across_workers(serve, redis_prefix):
+    url = serve(REDIS_URL=REDIS_URL, RATELIMIT_KEY_PREFIX=redis_prefix)
 
     answers = Counter(send_contact_form(url) for _ in range(10))
 
     assert answers == {303: 5, 429: 5}
     with redis.Redis.from_url(REDIS_URL) as connection:
-        assert list(connection.scan_iter(f"*/{key_prefix}/*"))
+        assert list(connection.scan_iter(f"*/{redis_prefix}/*"))
 
 
 def test_in_memory_each_worker_counts_on_its_own(serve):
