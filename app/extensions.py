@@ -1,5 +1,6 @@
 """Flask extensions, created unbound and initialised by the application factory."""
 
+import ipaddress
 from pathlib import Path
 
 from flask_compress import Compress
@@ -51,7 +52,25 @@ def cause_of(error):
 migrate = Migrate(render_as_batch=True, compare_type=True, include_object=include_in_autogenerate)
 compress = Compress()
 mail = SiteMail()
-limiter = Limiter(key_func=get_remote_address)
+
+
+def client_network():
+    """Who rate limits count a request against: the client's IPv4 address, or the /64 of its
+    IPv6 address, the block one household or server is given, so that moving to another
+    address inside it gains nothing."""
+    address = get_remote_address()
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if parsed.version == 4:
+        return address
+    if parsed.ipv4_mapped:
+        return str(parsed.ipv4_mapped)
+    return str(ipaddress.ip_network(f"{parsed}/64", strict=False).network_address)
+
+
+limiter = Limiter(key_func=client_network)
 login_manager = LoginManager()
 csrf = CSRFProtect()
 

@@ -75,7 +75,7 @@ FORMATTERS = {
 def gunicorn_logconfig(environ):
     """gunicorn's own lines (workers starting, timing out) on stdout in the app's format.
     Its access log stays off: the app logs each request, with its request id."""
-    production = resolve_app_env(environ.get("APP_ENV", "development")) == "production"
+    production = resolve_app_env(environ.get("APP_ENV") or "development") == "production"
     log_format = resolve_log_format(environ.get("LOG_FORMAT"), production)
     return {
         "root": {"level": "WARNING", "handlers": []},

@@ -44,10 +44,18 @@ def single_line(message="{label} must be plain text on one line.", characters=CO
     return refuse(characters, message)
 
 
+# Joiners shape the letters of Persian, Arabic and Indic names, and emoji: they stay.
+JOINERS = {"\u200c", "\u200d"}
+
+
 def drop_invisible(value):
-    """Text without format characters (Unicode category Cf: bidi controls, zero-width spaces
-    and joiners, the BOM), which can make a name or subject read differently from its bytes.
-    A zero-width joiner inside an emoji sequence goes too: the emoji then show one by one."""
+    """Text without the format characters (Unicode category Cf) that can make a name or
+    subject read differently from its bytes: bidi controls, zero-width spaces, the BOM.
+    The zero-width joiner and non-joiner stay; they change how letters join, not order."""
     if not isinstance(value, str):
         return value
-    return "".join(character for character in value if unicodedata.category(character) != "Cf")
+    return "".join(
+        character
+        for character in value
+        if character in JOINERS or unicodedata.category(character) != "Cf"
+    )

@@ -202,6 +202,14 @@ def test_an_explicit_rate_limit_store_wins_over_redis_url(make_app, post_lead, r
     assert counted == ([303, 429], False)
 
 
+@pytest.mark.parametrize(
+    "name", ["CONTACT_RATE_LIMIT", "LOGIN_RATE_LIMIT", "LOGIN_ACCOUNT_RATE_LIMIT"]
+)
+def test_a_rate_limit_that_is_not_one_is_refused_at_start(make_app, name):
+    with pytest.raises(ConfigurationError, match=f"{name} must be rate limits such as"):
+        make_app(**{name: "5 per fortnight"})
+
+
 def test_a_redis_url_that_is_not_one_is_refused(make_app):
     with pytest.raises(ConfigurationError, match="REDIS_URL must be a Redis URL such as redis://"):
         make_app(REDIS_URL="127.0.0.1:6379")

@@ -794,10 +794,10 @@ def client_address():
     (RATELIMIT_KEY_PREFIX would not do: Flask-Limiter keeps the first prefix it is given
     for the life of the process, so a per-test prefix leaks into every later app.)
     """
-    address = f"2001:db8::{uuid.uuid4().hex[:4]}:{uuid.uuid4().hex[:4]}"
+    address = f"2001:db8:{uuid.uuid4().hex[:4]}:{uuid.uuid4().hex[:4]}::1"
     yield address
     with redis.Redis.from_url(REDIS_URL) as connection:
-        keys = list(connection.scan_iter(f"*/{address}*/*"))  # other_address too
+        keys = list(connection.scan_iter(f"*/{address.removesuffix('1')}*"))  # its /64
         if keys:
             connection.delete(*keys)
 
@@ -817,7 +817,10 @@ def test_the_third_post_in_a_minute_gets_a_friendly_429(limited_app, client_addr
     assert len(leads()) == 2
     assert all(client.get("/contact").status_code == 200 for _ in range(5))
     other_address = limited_app.test_client()
-    other_address.environ_base["REMOTE_ADDR"] = f"{client_address}1"
+    same_network = limited_app.test_client()
+    same_network.environ_base["REMOTE_ADDR"] = client_address.replace("::1", "::ab:cd")
+    assert submit(same_network).status_code == 429
+    other_address.environ_base["REMOTE_ADDR"] = "198.51.100.23"
     assert submit(other_address).status_code == 303
 
 
@@ -830,7 +833,7 @@ def test_with_redis_storage_the_counters_are_kept_in_redis(make_app, client_addr
         assert submit(client).status_code == 303
 
     with redis.Redis.from_url(REDIS_URL) as connection:
-        assert list(connection.scan_iter(f"*/{client_address}/*"))
+        assert list(connection.scan_iter(f"*/{client_address.removesuffix('1')}/*"))
 
 
 def test_when_redis_is_down_the_form_still_takes_leads(make_app, refusing_smtp_port):

@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from app.extensions import db
+from app.leads import protection
 from app.leads.models import Lead
 from app.leads.protection import render_token_age
 from tests.conftest import LEAD_FIELDS, SITE_URL, render_token
@@ -49,7 +50,7 @@ def limited_client(make_app):
     def make(limit):
         app = make_app(RATELIMIT_ENABLED=True, CONTACT_RATE_LIMIT=limit)
         client = app.test_client()
-        client.environ_base["REMOTE_ADDR"] = f"2001:db8::{uuid.uuid4().hex[:4]}"
+        client.environ_base["REMOTE_ADDR"] = f"2001:db8:{uuid.uuid4().hex[:4]}::1"
         return app, client
 
     return make
@@ -115,6 +116,39 @@ def test_a_replayed_token_stores_nothing_and_gets_the_form_back_with_a_fresh_tok
     assert send(client, fresh, message="Buy cheap links now.").status_code == 303
 
 
+@pytest.mark.parametrize("variant", ["=", "==", "é"])
+def test_a_token_written_differently_is_the_same_used_token(app, client, variant):
+    """The signature is read leniently (padding, stray characters): the record is kept of
+    what was signed, not of the token's text."""
+    token = render_token(app)
+    assert send(client, token).status_code == 303
+
+    replay = send(client, token + variant, message="Buy cheap links now.")
+
+    assert replay.status_code == 409
+    assert len(stored_leads()) == 1
+
+
+def test_pressing_send_twice_at_the_limit_still_shows_the_thanks_page(limited_client):
+    app, client = limited_client("1 per minute")
+    token = render_token(app)
+
+    first, second = send(client, token), send(client, token)
+
+    assert (first.status_code, second.status_code) == (303, 303)
+    assert second.headers["Location"] == first.headers["Location"]
+
+
+def test_a_limited_post_leaves_its_form_able_to_send_later(limited_client):
+    app, client = limited_client("1 per minute")
+    assert send(client, render_token(app)).status_code == 303
+    token = render_token(app)
+    assert send(client, token).status_code == 429
+
+    with app.app_context():
+        assert protection.claim_render_token(token)
+
+
 def test_sending_the_same_form_twice_shows_the_same_thanks_page(app, client):
     """A double click: the second answer names the lead the first one stored."""
     token = render_token(app)
@@ -146,11 +180,13 @@ def test_a_lead_that_could_not_be_kept_can_be_sent_again_with_the_same_form(
     assert list(Path(down.config["LEAD_SPOOL_DIR"]).glob("*.json"))
 
 
+@pytest.mark.parametrize("store", ["refusing", "silent"])
 def test_with_the_store_unreachable_the_lead_is_taken_and_a_warning_logged(
-    make_app, refusing_smtp_port, caplog
+    make_app, refusing_smtp_port, silent_smtp_server, caplog, store
 ):
-    unreachable = f"redis://127.0.0.1:{refusing_smtp_port}/13"
-    app = make_app(RATELIMIT_ENABLED=True, RATELIMIT_STORAGE_URI=unreachable)
+    """Refused connections, or a Redis that accepts them and never answers."""
+    port = refusing_smtp_port if store == "refusing" else silent_smtp_server.port
+    app = make_app(RATELIMIT_ENABLED=True, RATELIMIT_STORAGE_URI=f"redis://127.0.0.1:{port}/13")
 
     response = send(app.test_client(), render_token(app))
 
@@ -178,6 +214,19 @@ def test_readers_of_one_cached_page_each_take_a_token_and_send_a_lead(app, clien
     sent = [send(client, token, email=f"reader{n}@example.com") for n, token in enumerate(tokens)]
     assert [answer.status_code for answer in sent] == [303, 303]
     assert len(stored_leads()) == 2
+
+
+def test_a_reader_s_own_token_keeps_the_time_the_page_was_shown(app, client):
+    """The spam check counts from when the page was shown, not from the reader's first
+    keystroke: a quick reader with autofill is not a bot."""
+    page_token = render_token(app, age=600)
+
+    own = client.get("/contact/form-token", query_string={"shown": page_token}).json["token"]
+    unknown = client.get("/contact/form-token", query_string={"shown": "forged"}).json["token"]
+
+    assert own != page_token
+    assert 590 < render_token_age(own) < 610
+    assert render_token_age(unknown) < 5
 
 
 def test_a_form_shown_again_keeps_its_token(app, client):

@@ -21,11 +21,8 @@ from tests.test_contact import (
 from tests.test_delivery import address
 
 STAFF = "sales@agency.test"
-# Bidi overrides and isolates, marks, zero-width space and joiners, word joiner, BOM.
-INVISIBLE = (
-    "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
-    "\u200e\u200f\u200b\u200c\u200d\u2060\ufeff"
-)
+# Bidi overrides and isolates, marks, zero-width space, word joiner, BOM.
+INVISIBLE = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u200b\u2060\ufeff"
 ENCODED_WORD = "=?utf-8?b?QWRtaW4=?="  # "Admin", as an RFC 2047 encoded word
 
 
@@ -91,11 +88,17 @@ def test_a_name_of_invisible_characters_only_is_no_name(client):
     assert_refused_with(response, "name", "Enter your name.")
 
 
-def test_an_emoji_joined_with_zwj_falls_apart_in_a_name(client):
-    """Accepted: a name keeps its letters and its emoji, only not joined into one."""
-    assert submit(client, name="Ada \U0001f469\u200d\U0001f52c").status_code == 303
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Ada \U0001f469\u200d\U0001f52c",  # an emoji joined with a zero-width joiner
+        "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645",  # Persian, with a non-joiner
+    ],
+)
+def test_joiners_stay_in_a_name(client, name):
+    assert submit(client, name=f"{name}\u200b\u202e").status_code == 303
 
-    assert only_lead().name == "Ada \U0001f469\U0001f52c"
+    assert only_lead().name == name
 
 
 def test_header_text_loses_invisible_characters():

@@ -62,6 +62,19 @@ def test_an_account_is_locked_only_for_the_address_that_guessed(app, make_user):
     assert log_in(client_at(app, COLLEAGUE), user.email).status_code == 303
 
 
+def test_an_attacker_moving_through_an_ipv6_64_is_one_address(app, make_user):
+    user = make_user()
+    guesses = [
+        log_in(client_at(app, f"2001:db8:7:7::{number:x}"), user.email, WRONG_PASSWORD)
+        for number in range(1, 5)
+    ]
+
+    assert [guess.status_code for guess in guesses] == [401, 401, 401, 429]
+    assert log_in(client_at(app, "2001:db8:7:8::1"), user.email).status_code == 303
+    [lock_out] = lock_outs()
+    assert lock_out.address == "2001:db8:7:7::"
+
+
 def test_the_refusal_keeps_the_email_says_how_long_to_wait_and_sets_retry_after(app, make_user):
     user = make_user()
     attacker = client_at(app, ATTACKER)
@@ -133,6 +146,23 @@ def test_a_lock_out_is_recorded_once_with_the_normalised_email(app, make_user):
     assert timedelta(0) < lock_out.locked_until - lock_out.locked_at <= timedelta(minutes=1)
 
 
+@pytest.mark.parametrize(
+    ("typed", "shown"),
+    [
+        # Lower-cased, "İ" is two characters: longer than the 254 the form allows.
+        ("İ" * 254, "i̇" * 127),
+        ("ad\u200bmin\u202e@example.org", "admin@example.org"),
+    ],
+)
+def test_a_lock_out_is_recorded_for_any_address_typed(app, typed, shown):
+    attacker = client_at(app, ATTACKER)
+
+    assert statuses(attacker, typed, 4) == [401] * 3 + [429]
+
+    [lock_out] = lock_outs()
+    assert lock_out.email == shown
+
+
 def test_recording_a_lock_out_deletes_those_older_than_30_days(app, make_user):
     now = utcnow()
     for days in (31, 29):
@@ -184,10 +214,13 @@ def test_an_editor_does_not_see_lock_outs(app, client, editor, make_user):
     assert "lock-outs-heading" not in response.text and ATTACKER not in response.text
 
 
+@pytest.mark.parametrize("store", ["refusing", "silent"])
 def test_when_the_store_is_unreachable_logins_are_still_throttled(
-    make_app, make_user, refusing_smtp_port
+    make_app, make_user, refusing_smtp_port, silent_smtp_server, store
 ):
-    app = make_app(RATELIMIT_STORAGE_URI=f"redis://127.0.0.1:{refusing_smtp_port}/11")
+    """Refused connections, or a Redis that accepts them and never answers."""
+    port = refusing_smtp_port if store == "refusing" else silent_smtp_server.port
+    app = make_app(RATELIMIT_STORAGE_URI=f"redis://127.0.0.1:{port}/11")
     with app.app_context():
         user = make_user()
         attacker = client_at(app, ATTACKER)

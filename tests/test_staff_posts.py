@@ -654,7 +654,7 @@ def test_a_title_loses_bidi_controls_and_zero_width_characters(editor, client):
 
 
 def test_a_title_of_invisible_characters_only_is_an_empty_title(editor, client):
-    response = submit(client, title="\u200b\u200d\u2060")
+    response = submit(client, title="\u200b\u2060\ufeff")
 
     assert response.status_code == 422
     assert "Give the post a title." in response.text

@@ -12,6 +12,7 @@ from app.types import UTCDateTime, utcnow
 
 ROLES = ("admin", "editor")
 # The longest IPv6 address in text is 45 characters; a proxy may add a zone or a port.
+EMAIL_LENGTH = 254
 ADDRESS_LENGTH = 100
 
 
@@ -93,6 +94,6 @@ class LoginLockout(db.Model):
     locked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     locked_until: Mapped[datetime] = mapped_column(UTCDateTime)
     # As typed, trimmed and lower-cased: the account may not exist.
-    email: Mapped[str] = mapped_column(String(254))
+    email: Mapped[str] = mapped_column(String(EMAIL_LENGTH))
     scope: Mapped[str] = mapped_column(String(16))
     address: Mapped[str] = mapped_column(String(ADDRESS_LENGTH))

@@ -19,10 +19,11 @@ from limits import parse_many
 from limits.storage import MemoryStorage
 from sqlalchemy import delete, select
 
-from app.accounts.models import ADDRESS_LENGTH, LoginLockout
+from app.accounts.models import ADDRESS_LENGTH, EMAIL_LENGTH, LoginLockout
 from app.extensions import db, limiter
 from app.logs import pseudonym
 from app.types import utcnow
+from app.validation import drop_invisible
 
 log = logging.getLogger("app.auth")
 
@@ -54,6 +55,8 @@ class Refusal:
 def count_attempt(email, address):
     """Count one login attempt under both limits: a Refusal if a limit is used up, else None.
     The narrower limit is counted first, so a refusal names it when both are used up."""
+    if not limiter.enabled:
+        return None
     for scope in (ACCOUNT, ADDRESS):
         for item in scope_limits(scope):
             identifiers = key_parts(scope, email, address)
@@ -67,6 +70,8 @@ def count_attempt(email, address):
 def forget_attempts(email, address):
     """After a successful login, that account's count from that address starts again. (The
     address's own count stays: otherwise logging in to one's own account would reset it.)"""
+    if not limiter.enabled:
+        return
     for item in scope_limits(ACCOUNT):
         in_store("clear", item, *key_parts(ACCOUNT, email, address))
         in_store("clear", marker(item), *noted_key(ACCOUNT, email, address))
@@ -129,7 +134,9 @@ def record_lock_out(refusal, email, address):
         LoginLockout(
             locked_at=now,
             locked_until=now + timedelta(seconds=refusal.retry_after),
-            email=email,
+            # Shown to admins as typed, less what could disguise it; lower-casing may have
+            # made it longer than the form allows.
+            email=drop_invisible(email)[:EMAIL_LENGTH],
             scope=refusal.scope,
             address=address[:ADDRESS_LENGTH],
         )
@@ -138,8 +145,9 @@ def record_lock_out(refusal, email, address):
 
 
 def in_store(method, *arguments):
-    """Call a method of the limiter's strategy, on its own store; if that store cannot be
-    reached, on one in this process's memory, as Flask-Limiter's own fallback does."""
+    """Call a method of the limiter's strategy, on its own store; if that store does not
+    answer (refused, or silent past the timeouts in app/config.py), on one in this process's
+    memory, so logins stay throttled while Redis is away."""
     try:
         return getattr(limiter.limiter, method)(*arguments)
     except limiter.storage.base_exceptions:

@@ -32,10 +32,13 @@ SEARCH_TEXT = func.lower(
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 # Where a cell can start inside a field: the file is split at "," with quotes, but a
 # spreadsheet whose list separator is ";" splits it at every ";" (quotes count only at the
-# start of a cell, and there they fall mid-cell), a reader ignoring quotes at every ",", and
-# either may take a line break inside a field for a new row. So quoting every field would not
-# help; a formula start after any of them is neutralised as at the start of a cell.
-CELL_START_INSIDE = re.compile(r'(?<=[,;\r\n])(?="*[' + re.escape("".join(FORMULA_PREFIXES)) + "])")
+# start of a cell, and there they fall mid-cell), one told to split at tabs or "|" there, a
+# reader ignoring quotes at every ",", and any of them may take a line break inside a field
+# for a new row, and trim the spaces before a cell. So quoting every field would not help; a
+# formula start after any of them is neutralised as at the start of a cell.
+CELL_START_INSIDE = re.compile(
+    r'(?<=[,;|\t\r\n])(?=[ "]*[' + re.escape("".join(FORMULA_PREFIXES)) + "])"
+)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

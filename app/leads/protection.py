@@ -9,12 +9,11 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 from flask import abort, current_app, request
-from flask_limiter.util import get_remote_address
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
 from limits import parse_many
 from sqlalchemy import select
 
-from app.extensions import DATABASE_UNAVAILABLE, db, limiter
+from app.extensions import DATABASE_UNAVAILABLE, client_network, db, limiter
 from app.leads.models import Lead
 from app.types import utcnow
 
@@ -24,26 +23,51 @@ CONTACT_SCOPE = "contact"
 USED_FORMS_KEY = "contact-token:"
 
 
-def _signer():
-    return TimestampSigner(current_app.config["SECRET_KEY"], salt="contact-form-rendered-at")
+class RenderTimeSigner(TimestampSigner):
+    """Signs with the time the form was first shown, where that is known and not now."""
+
+    def __init__(self, *args, shown_at=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.shown_at = shown_at
+
+    def get_timestamp(self):
+        return self.shown_at or super().get_timestamp()
 
 
-def new_render_token():
-    """Signed render time of one form; the random part makes every render's token its own."""
-    return _signer().sign(secrets.token_urlsafe(16)).decode()
+def _signer(shown_at=None):
+    return RenderTimeSigner(
+        current_app.config["SECRET_KEY"], salt="contact-form-rendered-at", shown_at=shown_at
+    )
 
 
-def render_token_age(token):
-    """Seconds since the form was rendered, or None if the token is missing, forged or too old."""
+def new_render_token(shown_at=None):
+    """Signed render time of one form (now, or `shown_at` in Unix seconds); the random part
+    makes every render's token its own."""
+    return _signer(shown_at).sign(secrets.token_urlsafe(16)).decode()
+
+
+def unsigned(token):
+    """(random value, when signed) of a valid token, or None if missing, forged or too old."""
     if not token:
         return None
     try:
-        _, signed_at = _signer().unsign(
+        return _signer().unsign(
             token, max_age=current_app.config["FORM_MAX_AGE_SECONDS"], return_timestamp=True
         )
     except (SignatureExpired, BadSignature):
         return None
-    return (utcnow() - signed_at).total_seconds()
+
+
+def render_token_age(token):
+    """Seconds since the form was rendered, or None if the token is missing, forged or too old."""
+    parts = unsigned(token)
+    return None if parts is None else (utcnow() - parts[1]).total_seconds()
+
+
+def shown_at(token):
+    """When the form with this token was shown, in Unix seconds, or None."""
+    parts = unsigned(token)
+    return None if parts is None else int(parts[1].timestamp())
 
 
 def refuse_cross_site_posts():
@@ -88,7 +112,7 @@ def seconds_until_allowed():
     if not limiter.enabled:
         return None
     limits = sorted(parse_many(current_app.config["CONTACT_RATE_LIMIT"]))
-    identifiers = shared_key(get_remote_address(), CONTACT_SCOPE)
+    identifiers = shared_key(client_network(), CONTACT_SCOPE)
     try:
         for limit in limits:
             if not limiter.limiter.hit(limit, *identifiers):
@@ -105,6 +129,8 @@ def claim_render_token(token):
     The record is one atomic increment in the limiter's storage, shared by every process,
     so of several posts sending the same token at once exactly one gets True.
     """
+    if not limiter.enabled:
+        return True
     expiry = current_app.config["FORM_MAX_AGE_SECONDS"]
     try:
         return limiter.storage.incr(used_token_key(token), expiry) == 1
@@ -116,6 +142,8 @@ def claim_render_token(token):
 
 def release_render_token(token):
     """The lead could not be kept: the visitor may send the same form again."""
+    if not limiter.enabled:
+        return
     try:
         limiter.storage.clear(used_token_key(token))
     except limiter.storage.base_exceptions as error:
@@ -123,7 +151,10 @@ def release_render_token(token):
 
 
 def used_token_key(token):
-    digest = hashlib.sha256(token.encode()).hexdigest()
+    # The signed value, not the token's text: a signature read leniently (padding, stray
+    # characters) would make one token many.
+    value, _ = unsigned(token)
+    digest = hashlib.sha256(value).hexdigest()
     return "/".join(shared_key(f"{USED_FORMS_KEY}{digest}"))
 
 

@@ -37,8 +37,10 @@ def contact():
 
 @blueprint.get("/contact/form-token")
 def form_token():
-    """A token of the reader's own for a form on a page that came from a cache."""
-    response = jsonify(token=protection.new_render_token())
+    """A token of the reader's own for a form on a page that came from a cache. It keeps the
+    time of the page's token (?shown=), from which the spam check counts."""
+    shown_at = protection.shown_at(request.args.get("shown", ""))
+    response = jsonify(token=protection.new_render_token(shown_at=shown_at))
     response.cache_control.no_store = True
     return response
 
@@ -52,12 +54,14 @@ def submit():
     age = protection.render_token_age(form.rendered_at.data)
     if not form.validate() or age is None:
         return show_again(form, stale=age is None)
-    # Only a message that would be stored counts: correcting a mistake costs nothing.
-    wait = protection.seconds_until_allowed()
-    if wait is not None:
-        return show_again_later(form, wait)
     if not protection.claim_render_token(form.rendered_at.data):
         return answer_replay(form, age)
+    # Only a message that would be stored counts: correcting a mistake, or pressing Send
+    # twice, costs nothing.
+    wait = protection.seconds_until_allowed()
+    if wait is not None:
+        protection.release_render_token(form.rendered_at.data)
+        return show_again_later(form, wait)
     return store(form, age)
 
 
@@ -67,6 +71,9 @@ def store(form, age):
     except LeadNotSaved:
         protection.release_render_token(form.rendered_at.data)
         return show_again(form, stale=False, notice=not_saved_message(), status=503)
+    except Exception:
+        protection.release_render_token(form.rendered_at.data)
+        raise
     return redirect_to_thanks(lead)
 
 

@@ -4,14 +4,13 @@ import logging
 from urllib.parse import urlsplit
 
 from flask import Blueprint, flash, g, redirect, render_template, request, session, url_for
-from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_user, logout_user
 from sqlalchemy import select
 
 from app.accounts import throttle
 from app.accounts.models import StaffSession
 from app.accounts.services import authenticate
-from app.extensions import db, login_manager
+from app.extensions import client_network, db, login_manager
 from app.logs import pseudonym
 from app.staff.forms import LoginForm
 from app.types import utcnow
@@ -46,7 +45,7 @@ def login():
         return render_template("staff/login.html", form=form)
     if not form.validate():
         return failed(form)
-    email, address = normalised(form.email.data), get_remote_address()
+    email, address = normalised(form.email.data), client_network()
     refusal = throttle.count_attempt(email, address)
     if refusal:
         return refused(form, refusal)

@@ -26,10 +26,14 @@ for (const form of document.querySelectorAll("[data-contact-form][data-token-url
   form.addEventListener("focusin", () => takeOwnToken(form), { once: true });
 }
 
+// The new token keeps the time the page was shown, from which the spam check counts.
 async function takeOwnToken(form) {
+  const token = form.elements["contact-rendered_at"];
+  const url = new URL(form.dataset.tokenUrl, location.href);
+  url.searchParams.set("shown", token.value);
   try {
-    const response = await fetch(form.dataset.tokenUrl, { headers: { Accept: "application/json" } });
-    if (response.ok) form.elements["contact-rendered_at"].value = (await response.json()).token;
+    const response = await fetch(url, { headers: { Accept: "application/json" } });
+    if (response.ok) token.value = (await response.json()).token;
   } catch {
     // Keep the page's token.
   }
