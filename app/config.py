@@ -44,6 +44,8 @@ DEFAULTS = {
     "EMAIL_CHECK_DELIVERABILITY": False,
     "EMAIL_DNS_TIMEOUT": 3,
     "CONTACT_RATE_LIMIT": "5 per minute; 20 per hour",
+    # Every post of the form, valid or not: only a flood reaches it.
+    "CONTACT_ATTEMPT_RATE_LIMIT": "30 per minute",
     "CONTACT_MAX_BODY_BYTES": 64 * 1024,
     "FORM_MIN_SECONDS": 3,
     "FORM_MAX_AGE_SECONDS": 2 * 3600,
@@ -124,6 +126,7 @@ ENVIRONMENT = {
     "DELIVERY_CLAIM_SECONDS": ("DELIVERY_CLAIM_SECONDS", int),
     "EMAIL_CHECK_DELIVERABILITY": ("EMAIL_CHECK_DELIVERABILITY", bool),
     "CONTACT_RATE_LIMIT": ("CONTACT_RATE_LIMIT", str),
+    "CONTACT_ATTEMPT_RATE_LIMIT": ("CONTACT_ATTEMPT_RATE_LIMIT", str),
     "FORM_MIN_SECONDS": ("FORM_MIN_SECONDS", int),
     "REDIS_URL": ("REDIS_URL", str),
     "RATELIMIT_STORAGE_URI": ("RATELIMIT_STORAGE_URI", str),
@@ -141,7 +144,12 @@ DEVELOPMENT_SECRET_KEY = "development-only-not-secret"  # noqa: S105 - refused i
 APP_ENVIRONMENTS = ("development", "production")
 MIN_SECRET_KEY_BYTES = 32
 RANDOM_HEX_COMMAND = 'python -c "import secrets; print(secrets.token_hex(32))"'
-RATE_LIMITS = ("CONTACT_RATE_LIMIT", "LOGIN_RATE_LIMIT", "LOGIN_ACCOUNT_RATE_LIMIT")
+RATE_LIMITS = (
+    "CONTACT_RATE_LIMIT",
+    "CONTACT_ATTEMPT_RATE_LIMIT",
+    "LOGIN_RATE_LIMIT",
+    "LOGIN_ACCOUNT_RATE_LIMIT",
+)
 REDIS_TIMEOUTS = {"socket_timeout": 0.5, "socket_connect_timeout": 0.5}
 REDIS_SCHEMES = ("redis", "rediss", "redis+unix", "redis+sentinel", "redis+cluster")
 

@@ -120,6 +120,7 @@ def stack_environment(directory, mail_server, **settings):
         "MAIL_PORT": str(mail_server.port),
         "LEADS_NOTIFY_TO": "sales@agency.test",
         "CONTACT_RATE_LIMIT": "1000 per minute",
+        "CONTACT_ATTEMPT_RATE_LIMIT": "1000 per minute",
         "SERVE_PORT": str(serve_port),
         "APP_PORT": str(free_port()),
         "SERVE_DIR": str(directory / "serve"),

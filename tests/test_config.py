@@ -203,7 +203,13 @@ def test_an_explicit_rate_limit_store_wins_over_redis_url(make_app, post_lead, r
 
 
 @pytest.mark.parametrize(
-    "name", ["CONTACT_RATE_LIMIT", "LOGIN_RATE_LIMIT", "LOGIN_ACCOUNT_RATE_LIMIT"]
+    "name",
+    [
+        "CONTACT_RATE_LIMIT",
+        "CONTACT_ATTEMPT_RATE_LIMIT",
+        "LOGIN_RATE_LIMIT",
+        "LOGIN_ACCOUNT_RATE_LIMIT",
+    ],
 )
 def test_a_rate_limit_that_is_not_one_is_refused_at_start(make_app, name):
     with pytest.raises(ConfigurationError, match=f"{name} must be rate limits such as"):

@@ -79,6 +79,20 @@ def test_fixing_mistakes_costs_nothing_and_the_limit_keeps_what_was_typed(limite
         assert len(stored_leads()) == 2
 
 
+def test_a_flood_of_broken_posts_is_limited_and_keeps_what_was_typed(make_app):
+    app = make_app(RATELIMIT_ENABLED=True, CONTACT_ATTEMPT_RATE_LIMIT="3 per minute")
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = f"2001:db8:{uuid.uuid4().hex[:4]}::1"
+    token = render_token(app)
+
+    broken = [send(client, token, email="not an address").status_code for _ in range(3)]
+    flooded = send(client, token, message="The fourth try.")
+
+    assert (broken, flooded.status_code) == ([422] * 3, 429)
+    assert 0 < int(flooded.headers["Retry-After"]) <= 60
+    assert value_of(flooded, "message") == "The fourth try."
+
+
 def test_a_longer_limit_names_its_wait_in_minutes(limited_client):
     app, client = limited_client("5 per minute; 1 per hour")
     assert send(client, render_token(app)).status_code == 303

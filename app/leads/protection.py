@@ -20,6 +20,7 @@ from app.types import utcnow
 FORM_CONTENT_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
 SAME_SITE_FETCHES = {"same-origin", "none"}
 CONTACT_SCOPE = "contact"
+ATTEMPTS_SCOPE = "contact-attempts"
 USED_FORMS_KEY = "contact-token:"
 
 
@@ -106,13 +107,13 @@ def spam_reason(form, age_seconds):
     return None
 
 
-def seconds_until_allowed():
-    """Count one lead against its sender's CONTACT_RATE_LIMIT; None if it is within every
-    limit, else the seconds until the limit it broke lets another through."""
+def seconds_until_allowed(setting="CONTACT_RATE_LIMIT", scope=CONTACT_SCOPE):
+    """Count one post against its sender's limits in `setting` (a lead, by default); None if
+    it is within every limit, else the seconds until the limit it broke lets another through."""
     if not limiter.enabled:
         return None
-    limits = sorted(parse_many(current_app.config["CONTACT_RATE_LIMIT"]))
-    identifiers = shared_key(client_network(), CONTACT_SCOPE)
+    limits = sorted(parse_many(current_app.config[setting]))
+    identifiers = shared_key(client_network(), scope)
     try:
         for limit in limits:
             if not limiter.limiter.hit(limit, *identifiers):

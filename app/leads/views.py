@@ -51,6 +51,10 @@ def submit():
     protection.refuse_cross_site_posts()
     # Only the form's own fields: a file sent in place of a text field is a missing value.
     form = ContactForm(formdata=request.form)
+    # Far above what correcting mistakes takes: a flood of broken posts, each a render.
+    wait = protection.seconds_until_allowed("CONTACT_ATTEMPT_RATE_LIMIT", protection.ATTEMPTS_SCOPE)
+    if wait is not None:
+        return show_again_later(form, wait)
     age = protection.render_token_age(form.rendered_at.data)
     if not form.validate() or age is None:
         return show_again(form, stale=age is None)
