@@ -794,7 +794,9 @@ def client_address():
     (RATELIMIT_KEY_PREFIX would not do: Flask-Limiter keeps the first prefix it is given
     for the life of the process, so a per-test prefix leaks into every later app.)
     """
-    address = f"2001:db8:{uuid.uuid4().hex[:4]}:{uuid.uuid4().hex[:4]}::1"
+    # Groups without leading zeros: the /64 in the keys is written the same way.
+    groups = [f"{0x1000 + uuid.uuid4().int % 0xF000:x}" for _ in range(2)]
+    address = f"2001:db8:{groups[0]}:{groups[1]}::1"
     yield address
     with redis.Redis.from_url(REDIS_URL) as connection:
         keys = list(connection.scan_iter(f"*/{address.removesuffix('1')}*"))  # its /64
