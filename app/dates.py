@@ -4,6 +4,7 @@ Each formatter converts an aware datetime to UTC first, takes a naive one to be 
 (as everything stored here is), and writes None as "" so an unset time leaves its place blank.
 """
 
+import math
 from datetime import UTC, datetime
 from functools import wraps
 
@@ -81,3 +82,11 @@ def largest_unit(seconds):
         if seconds >= shown_from:
             return seconds // size, short_name, long_name
     return None
+
+
+def wait_in_words(seconds):
+    """How long to wait, rounded up: "1 minute", "14 minutes", "3 hours"."""
+    minutes = math.ceil(seconds / MINUTE)
+    if minutes > 120:
+        return f"{math.ceil(minutes / 60)} hours"
+    return "1 minute" if minutes == 1 else f"{minutes} minutes"

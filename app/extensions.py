@@ -1,8 +1,11 @@
 """Flask extensions, created unbound and initialised by the application factory."""
 
 import ipaddress
+import math
+import time
 from pathlib import Path
 
+from flask import current_app
 from flask_compress import Compress
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -71,6 +74,18 @@ def client_network():
 
 
 limiter = Limiter(key_func=client_network)
+
+
+def shared_key(*parts):
+    """A counter's key parts in the shared store, under RATELIMIT_KEY_PREFIX when one is set."""
+    return [part for part in (current_app.config["RATELIMIT_KEY_PREFIX"], *parts) if part]
+
+
+def seconds_until(reset_time):
+    """Whole seconds, at least one, until a limit's window (limits' reset_time) lets a hit in."""
+    return max(1, math.ceil(reset_time - time.time()))
+
+
 login_manager = LoginManager()
 csrf = CSRFProtect()
 

@@ -9,8 +9,6 @@ counts every attempt from one address, whichever account it names.
 """
 
 import logging
-import math
-import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -20,7 +18,8 @@ from limits.storage import MemoryStorage
 from sqlalchemy import delete, select
 
 from app.accounts.models import ADDRESS_LENGTH, EMAIL_LENGTH, LoginLockout
-from app.extensions import db, limiter
+from app.dates import wait_in_words
+from app.extensions import db, limiter, seconds_until, shared_key
 from app.logs import pseudonym
 from app.types import utcnow
 from app.validation import drop_invisible
@@ -45,11 +44,7 @@ class Refusal:
 
     @property
     def wait(self):
-        """How long, in words, rounded up: "1 minute", "14 minutes", "3 hours"."""
-        minutes = math.ceil(self.retry_after / 60)
-        if minutes > 120:
-            return f"{math.ceil(minutes / 60)} hours"
-        return "1 minute" if minutes == 1 else f"{minutes} minutes"
+        return wait_in_words(self.retry_after)
 
 
 def count_attempt(email, address):
@@ -92,9 +87,8 @@ def scope_limits(scope):
 
 def key_parts(scope, email, address):
     """The address comes before the email: it cannot hold the "/" that joins the parts."""
-    prefix = current_app.config["RATELIMIT_KEY_PREFIX"]
     account = [email] if scope == ACCOUNT else []
-    return (*([prefix] if prefix else []), f"login-{scope}", address, *account)
+    return tuple(shared_key(f"login-{scope}", address, *account))
 
 
 def noted_key(scope, email, address):
@@ -108,8 +102,7 @@ def marker(item):
 
 
 def seconds_until_reset(item, identifiers):
-    reset_at = in_store("get_window_stats", item, *identifiers).reset_time
-    return max(1, math.ceil(reset_at - time.time()))
+    return seconds_until(in_store("get_window_stats", item, *identifiers).reset_time)
 
 
 def note_lock_out(refusal, item, email, address):

@@ -2,9 +2,7 @@
 once, honeypot, and a limit on the leads one address may send."""
 
 import hashlib
-import math
 import secrets
-import time
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -13,7 +11,14 @@ from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
 from limits import parse_many
 from sqlalchemy import select
 
-from app.extensions import DATABASE_UNAVAILABLE, client_network, db, limiter
+from app.extensions import (
+    DATABASE_UNAVAILABLE,
+    client_network,
+    db,
+    limiter,
+    seconds_until,
+    shared_key,
+)
 from app.leads.models import Lead
 from app.types import utcnow
 
@@ -117,8 +122,9 @@ def seconds_until_allowed(setting="CONTACT_RATE_LIMIT", scope=CONTACT_SCOPE):
     try:
         for limit in limits:
             if not limiter.limiter.hit(limit, *identifiers):
-                reset_at = limiter.limiter.get_window_stats(limit, *identifiers).reset_time
-                return max(1, math.ceil(reset_at - time.time()))
+                return seconds_until(
+                    limiter.limiter.get_window_stats(limit, *identifiers).reset_time
+                )
     except limiter.storage.base_exceptions as error:
         current_app.logger.warning("Rate limit storage unreachable (%s): lead not counted", error)
     return None
@@ -157,10 +163,6 @@ def used_token_key(token):
     value, _ = unsigned(token)
     digest = hashlib.sha256(value).hexdigest()
     return "/".join(shared_key(f"{USED_FORMS_KEY}{digest}"))
-
-
-def shared_key(*parts):
-    return [part for part in (current_app.config.get("RATELIMIT_KEY_PREFIX"), *parts) if part]
 
 
 def lead_sent_with(form, age_seconds):

@@ -1,5 +1,3 @@
-import math
-
 from flask import (
     Blueprint,
     abort,
@@ -12,6 +10,7 @@ from flask import (
     url_for,
 )
 
+from app.dates import wait_in_words
 from app.leads import protection
 from app.leads.forms import LIMITS, ContactForm, consent_label
 from app.leads.services import LeadNotSaved, lead_by_reference, submit_lead
@@ -102,11 +101,10 @@ def show_again_later(form, seconds):
 
 
 def wait_message(seconds):
-    minutes = math.ceil(seconds / 60)
     return (
         "You have sent us several messages in a short time, so this one has not been sent. "
-        f"Everything you typed is still here: please wait {minutes} "
-        f"minute{'' if minutes == 1 else 's'} and send it again."
+        f"Everything you typed is still here: please wait {wait_in_words(seconds)} and send "
+        "it again."
     )
 
 
