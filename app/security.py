@@ -1,6 +1,9 @@
-"""Security headers on every response, including a strict Content-Security-Policy."""
+"""Security headers on every response, including a strict Content-Security-Policy, and
+the client address behind reverse proxies."""
 
-from flask import current_app
+import logging
+
+from flask import current_app, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 CONTENT_SECURITY_POLICY = "; ".join(
@@ -28,8 +31,13 @@ HEADERS = {
 }
 
 
+log = logging.getLogger(__name__)
+
+
 def init_app(app):
     trust_proxies(app)
+    app.extensions["proxy_warning_given"] = False
+    app.before_request(warn_of_a_wrong_proxy_count)
     app.after_request(add_security_headers)
 
 
@@ -42,6 +50,39 @@ def trust_proxies(app):
     proxies = app.config["TRUSTED_PROXIES"]
     if proxies:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
+
+
+def warn_of_a_wrong_proxy_count():
+    """Log once per process when a request shows TRUSTED_PROXIES to be wrong: the setting is
+    then wrong for every request, and nothing else would tell.
+
+    At 0 behind a proxy, every visitor seems to come from the proxy and shares its limits;
+    above the proxies really there, a visitor can choose their own address by sending
+    X-Forwarded-For. More entries than trusted are what a visitor may send, and no entries
+    mean a request came to the app directly (a health check): neither tells anything.
+    """
+    if current_app.extensions["proxy_warning_given"]:
+        return
+    trusted = current_app.config["TRUSTED_PROXIES"]
+    proxies = len(forwarded_for())
+    if proxies and (trusted == 0 or proxies < trusted):
+        current_app.extensions["proxy_warning_given"] = True
+        log.warning(
+            "TRUSTED_PROXIES is %d, but a request came through %d proxies (X-Forwarded-For "
+            "entries); set it to the number of proxies in front of the app, 1 behind the "
+            "shipped nginx. %s",
+            trusted,
+            proxies,
+            "Until then every visitor seems to come from the proxy and shares its limits."
+            if trusted == 0
+            else "Until then a visitor can choose their own address.",
+        )
+
+
+def forwarded_for():
+    """The X-Forwarded-For entries as they arrived (ProxyFix leaves the header as it is)."""
+    value = request.headers.get("X-Forwarded-For", "")
+    return [entry for entry in value.split(",") if entry.strip()]
 
 
 def add_security_headers(response):

@@ -84,6 +84,34 @@ def test_proxy_headers_are_trusted_only_when_configured(make_app, proxies, expec
     assert response.text == expected
 
 
+@pytest.mark.parametrize(
+    ("proxies", "forwarded_for", "warning"),
+    [
+        (0, "203.0.113.9", "every visitor seems to come from the proxy"),
+        (2, "203.0.113.9", "a visitor can choose their own address"),
+        (1, "203.0.113.9", None),
+        (1, "198.51.100.7, 203.0.113.9", None),
+        (2, "", None),
+    ],
+)
+def test_a_wrong_trusted_proxies_is_logged_once(make_app, caplog, proxies, forwarded_for, warning):
+    client = make_app(TRUSTED_PROXIES=proxies).test_client()
+    headers = {"X-Forwarded-For": forwarded_for} if forwarded_for else {}
+
+    for _ in range(3):
+        client.get("/robots.txt", headers=headers)
+
+    said = [
+        record.getMessage() for record in caplog.records if "TRUSTED_PROXIES" in record.getMessage()
+    ]
+    if warning:
+        assert len(said) == 1
+        assert warning in said[0]
+        assert f"TRUSTED_PROXIES is {proxies}, but a request came through 1 proxies" in said[0]
+    else:
+        assert said == []
+
+
 def test_in_development_links_follow_port(make_app, make_post):
     app = make_app(SITE_URL=None, PORT=8080)
     client = app.test_client()

@@ -142,6 +142,8 @@ def test_nginx_caches_public_pages_and_never_staff_pages_or_posts(
     assert static.status == 200 and "immutable" in static.headers["Cache-Control"]
     ready = fetch(stack.url + "/readyz")
     assert (ready.status, ready.headers["Cache-Control"]) == (200, "no-store")
+    # The Procfile's TRUSTED_PROXIES matches the one nginx in front.
+    assert "TRUSTED_PROXIES is" not in stack.logs()
 
 
 def test_readers_get_the_last_good_page_while_gunicorn_is_down(make_stack):
