@@ -14,9 +14,14 @@ class AccountError(ValueError):
     """The request cannot be done; the message says why."""
 
 
+def normalised_email(email):
+    """How an address typed at login or on the command line is compared with accounts'."""
+    return email.strip().lower()
+
+
 def find_user(email):
     return db.session.scalars(
-        select(User).where(func.lower(User.email) == email.strip().lower())
+        select(User).where(func.lower(User.email) == normalised_email(email))
     ).first()
 
 

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from app.accounts import throttle
 from app.accounts.models import StaffSession
-from app.accounts.services import authenticate
+from app.accounts.services import authenticate, normalised_email
 from app.extensions import client_network, db, login_manager
 from app.logs import pseudonym
 from app.staff.forms import LoginForm
@@ -45,7 +45,7 @@ def login():
         return render_template("staff/login.html", form=form)
     if not form.validate():
         return failed(form)
-    email, address = normalised(form.email.data), client_network()
+    email, address = normalised_email(form.email.data), client_network()
     refusal = throttle.count_attempt(email, address)
     if refusal:
         return refused(form, refusal)
@@ -57,12 +57,9 @@ def login():
     return redirect(safe_next(form.next.data), code=303)
 
 
-def normalised(email):
-    return email.strip().lower()
-
-
 def failed(form):
-    log.warning("login failed", extra={"account": pseudonym(normalised(form.email.data or ""))})
+    account = normalised_email(form.email.data or "")
+    log.warning("login failed", extra={"account": pseudonym(account)})
     form.form_errors.append(LOGIN_FAILED)
     return render_template("staff/login.html", form=form), 401
 
