@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from app.extensions import db
 from app.leads import protection
 from app.leads.models import Lead
-from app.leads.protection import render_token_age
+from app.leads.protection import read_render_token
 from tests.conftest import LEAD_FIELDS, SITE_URL, render_token
 from tests.stack import Stack, fetch, stack_environment
 from tests.test_database_failures import unreachable_database
@@ -125,7 +125,7 @@ def test_a_replayed_token_stores_nothing_and_gets_the_form_back_with_a_fresh_tok
     assert replay.cache_control.no_store
     assert value_of(replay, "message") == "Buy cheap links now."
     fresh = value_of(replay, "rendered_at")
-    assert fresh != token and render_token_age(fresh) is not None
+    assert fresh != token and read_render_token(fresh) is not None
     assert [lead.message for lead in stored_leads()] == [LEAD_FIELDS["message"]]
     assert send(client, fresh, message="Buy cheap links now.").status_code == 303
 
@@ -160,7 +160,7 @@ def test_a_limited_post_leaves_its_form_able_to_send_later(limited_client):
     assert send(client, token).status_code == 429
 
     with app.app_context():
-        assert protection.claim_render_token(token)
+        assert protection.claim_render_token(protection.read_render_token(token))
 
 
 def test_sending_the_same_form_twice_shows_the_same_thanks_page(app, client):
@@ -224,7 +224,7 @@ def test_readers_of_one_cached_page_each_take_a_token_and_send_a_lead(app, clien
     assert all(answer.cache_control.no_store for answer in answers)
     assert not any("Set-Cookie" in answer.headers for answer in answers)
     assert tokens[0] != tokens[1]
-    assert all(render_token_age(token) is not None for token in tokens)
+    assert all(read_render_token(token) is not None for token in tokens)
     sent = [send(client, token, email=f"reader{n}@example.com") for n, token in enumerate(tokens)]
     assert [answer.status_code for answer in sent] == [303, 303]
     assert len(stored_leads()) == 2
@@ -239,8 +239,8 @@ def test_a_reader_s_own_token_keeps_the_time_the_page_was_shown(app, client):
     unknown = client.get("/contact/form-token", query_string={"shown": "forged"}).json["token"]
 
     assert own != page_token
-    assert 590 < render_token_age(own) < 610
-    assert render_token_age(unknown) < 5
+    assert 590 < read_render_token(own).age_seconds < 610
+    assert read_render_token(unknown).age_seconds < 5
 
 
 def test_a_form_shown_again_keeps_its_token(app, client):

@@ -3,7 +3,8 @@ once, honeypot, and a limit on the leads one address may send."""
 
 import hashlib
 import secrets
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from urllib.parse import urlsplit
 
 from flask import abort, current_app, request
@@ -52,28 +53,41 @@ def new_render_token(shown_at=None):
     return _signer(shown_at).sign(secrets.token_urlsafe(16)).decode()
 
 
-def unsigned(token):
-    """(random value, when signed) of a valid token, or None if missing, forged or too old."""
+@dataclass(frozen=True)
+class RenderToken:
+    """A valid form token, read once: its random value and when its form was shown."""
+
+    value: bytes
+    signed_at: datetime
+
+    @property
+    def age_seconds(self):
+        return (utcnow() - self.signed_at).total_seconds()
+
+    @property
+    def shown_at(self):
+        """In Unix seconds, as new_render_token takes it."""
+        return int(self.signed_at.timestamp())
+
+    @property
+    def used_key(self):
+        # The signed value, not the token's text: a signature read leniently (padding, stray
+        # characters) would make one token many.
+        digest = hashlib.sha256(self.value).hexdigest()
+        return "/".join(shared_key(f"{USED_FORMS_KEY}{digest}"))
+
+
+def read_render_token(token):
+    """The RenderToken in `token`, or None if it is missing, forged or too old."""
     if not token:
         return None
     try:
-        return _signer().unsign(
+        value, signed_at = _signer().unsign(
             token, max_age=current_app.config["FORM_MAX_AGE_SECONDS"], return_timestamp=True
         )
     except (SignatureExpired, BadSignature):
         return None
-
-
-def render_token_age(token):
-    """Seconds since the form was rendered, or None if the token is missing, forged or too old."""
-    parts = unsigned(token)
-    return None if parts is None else (utcnow() - parts[1]).total_seconds()
-
-
-def shown_at(token):
-    """When the form with this token was shown, in Unix seconds, or None."""
-    parts = unsigned(token)
-    return None if parts is None else int(parts[1].timestamp())
+    return RenderToken(value, signed_at)
 
 
 def refuse_cross_site_posts():
@@ -104,11 +118,11 @@ def require_form_body():
         abort(415, "Send the form as application/x-www-form-urlencoded or multipart/form-data.")
 
 
-def spam_reason(form, age_seconds):
+def spam_reason(form, token):
     if form.website.data:
         return "filled the hidden honeypot field"
-    if age_seconds is not None and age_seconds < current_app.config["FORM_MIN_SECONDS"]:
-        return f"sent {age_seconds:.1f} s after the form was shown"
+    if token.age_seconds < current_app.config["FORM_MIN_SECONDS"]:
+        return f"sent {token.age_seconds:.1f} s after the form was shown"
     return None
 
 
@@ -131,7 +145,7 @@ def seconds_until_allowed(setting="CONTACT_RATE_LIMIT", scope=CONTACT_SCOPE):
 
 
 def claim_render_token(token):
-    """Record that this form's token produced a lead; False if one already did (a replay).
+    """Record that this form's RenderToken produced a lead; False if one already did (a replay).
 
     The record is one atomic increment in the limiter's storage, shared by every process,
     so of several posts sending the same token at once exactly one gets True.
@@ -140,7 +154,7 @@ def claim_render_token(token):
         return True
     expiry = current_app.config["FORM_MAX_AGE_SECONDS"]
     try:
-        return limiter.storage.incr(used_token_key(token), expiry) == 1
+        return limiter.storage.incr(token.used_key, expiry) == 1
     except limiter.storage.base_exceptions as error:
         # A lead matters more than a replay: without the record, accept it.
         current_app.logger.warning("Used-token storage unreachable (%s): token not checked", error)
@@ -152,26 +166,17 @@ def release_render_token(token):
     if not limiter.enabled:
         return
     try:
-        limiter.storage.clear(used_token_key(token))
+        limiter.storage.clear(token.used_key)
     except limiter.storage.base_exceptions as error:
         current_app.logger.warning("Used-token storage unreachable (%s): token kept", error)
 
 
-def used_token_key(token):
-    # The signed value, not the token's text: a signature read leniently (padding, stray
-    # characters) would make one token many.
-    value, _ = unsigned(token)
-    digest = hashlib.sha256(value).hexdigest()
-    return "/".join(shared_key(f"{USED_FORMS_KEY}{digest}"))
-
-
-def lead_sent_with(form, age_seconds):
+def lead_sent_with(form, token):
     """The lead this very form already produced (a button pressed twice), if it is stored."""
-    rendered_at = utcnow() - timedelta(seconds=age_seconds)
     query = (
         select(Lead)
         .where(
-            Lead.created_at >= rendered_at,
+            Lead.created_at >= token.signed_at,
             Lead.email == form.email.data,
             Lead.name == form.name.data,
             Lead.message == form.message.data,

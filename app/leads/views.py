@@ -38,7 +38,8 @@ def contact():
 def form_token():
     """A token of the reader's own for a form on a page that came from a cache. It keeps the
     time of the page's token (?shown=), from which the spam check counts."""
-    shown_at = protection.shown_at(request.args.get("shown", ""))
+    page_token = protection.read_render_token(request.args.get("shown", ""))
+    shown_at = page_token.shown_at if page_token else None
     response = jsonify(token=protection.new_render_token(shown_at=shown_at))
     response.cache_control.no_store = True
     return response
@@ -54,28 +55,28 @@ def submit():
     wait = protection.seconds_until_allowed("CONTACT_ATTEMPT_RATE_LIMIT", protection.ATTEMPTS_SCOPE)
     if wait is not None:
         return show_again_later(form, wait)
-    age = protection.render_token_age(form.rendered_at.data)
-    if not form.validate() or age is None:
-        return show_again(form, stale=age is None)
-    if not protection.claim_render_token(form.rendered_at.data):
-        return answer_replay(form, age)
+    token = protection.read_render_token(form.rendered_at.data)
+    if not form.validate() or token is None:
+        return show_again(form, stale=token is None)
+    if not protection.claim_render_token(token):
+        return answer_replay(form, token)
     # Only a message that would be stored counts: correcting a mistake, or pressing Send
     # twice, costs nothing.
     wait = protection.seconds_until_allowed()
     if wait is not None:
-        protection.release_render_token(form.rendered_at.data)
+        protection.release_render_token(token)
         return show_again_later(form, wait)
-    return store(form, age)
+    return store(form, token)
 
 
-def store(form, age):
+def store(form, token):
     try:
-        lead = submit_lead(form, spam_reason=protection.spam_reason(form, age))
+        lead = submit_lead(form, spam_reason=protection.spam_reason(form, token))
     except LeadNotSaved:
-        protection.release_render_token(form.rendered_at.data)
+        protection.release_render_token(token)
         return show_again(form, stale=False, notice=not_saved_message(), status=503)
     except Exception:
-        protection.release_render_token(form.rendered_at.data)
+        protection.release_render_token(token)
         raise
     return redirect_to_thanks(lead)
 
@@ -85,10 +86,10 @@ def redirect_to_thanks(lead):
     return redirect(url_for("leads.thanks", reference=lead.reference), code=303)
 
 
-def answer_replay(form, age):
+def answer_replay(form, token):
     """The same page again after a double click; anything else sent with a used token is
     refused with 409 (the form's state, not its content, is wrong) and a fresh token."""
-    earlier = protection.lead_sent_with(form, age)
+    earlier = protection.lead_sent_with(form, token)
     if earlier is not None:
         return redirect_to_thanks(earlier)
     return show_again(form, stale=True, notice=ALREADY_SENT_MESSAGE, status=409)
