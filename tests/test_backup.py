@@ -161,7 +161,7 @@ def site_with_everything(app, runner, make_user, make_post, post_lead, smtp_serv
     """Staff, a post with an uploaded cover, leads whose emails went out, one whose email
     waits in the outbox, and one kept in the spool."""
     make_user("admin", email="grace@agency.test", name="Grace")
-    make_post(cover_image=store_cover(io.BytesIO(png())), cover_alt="Battery cells")
+    make_post(cover_image=store_cover(png()), cover_alt="Battery cells")
     visitor = app.test_client()
     sent = [reference_of(post_lead(visitor, name=f"Sent {number}")) for number in range(2)]
     smtp_server.configure(app)

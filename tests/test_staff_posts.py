@@ -12,8 +12,9 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.test import encode_multipart
 
 from app.extensions import db
+from app.posts import services
 from app.posts.models import Post
-from app.posts.uploads import cover_url
+from app.posts.uploads import cover_url, discard_unused
 from app.staff.post_forms import PostForm
 from app.types import utcnow
 from tests.conftest import SITE_URL, csrf_token
@@ -555,6 +556,31 @@ def test_a_cover_file_goes_when_no_post_uses_it_any_more(editor, client, uploads
     db.session.refresh(one)
     assert one.cover_image is None
     assert stored(uploads) == set()
+
+
+def test_a_cover_removed_by_another_editor_before_the_commit_is_stored_again(
+    editor, client, uploads, monkeypatch
+):
+    """Two editors upload the same image (one shared file); the other's edit is rejected and
+    removes it, since no saved post uses it yet, just before this post's commit."""
+    save = services.save
+
+    def save_after_another_editor_discarded(post, fields, publication):
+        discard_unused(fields["cover_image"])
+        assert stored(uploads) == set()
+        return save(post, fields, publication)
+
+    monkeypatch.setattr(services, "save", save_after_another_editor_discarded)
+
+    response = post_with_cover(client, NEW, png(1000, 525), action="publish")
+
+    assert response.status_code == 303
+    post = only_post()
+    key = post.cover_image.removeprefix("media/").removesuffix(".png")
+    assert stored(uploads) == {post.cover_image, f"media/{key}-480.webp", f"media/{key}-800.webp"}
+    served = client.get(f"/{post.cover_image}")
+    assert served.status_code == 200 and served.data == png(1000, 525)
+    served.close()
 
 
 def test_an_uploaded_cover_gets_webp_copies_that_go_with_it(editor, client, uploads):

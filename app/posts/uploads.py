@@ -53,11 +53,17 @@ def megabytes(size):
     return f"{size / (1024 * 1024):.3g} MB"
 
 
-def store_cover(stream):
-    """Check an uploaded file and store it; return its Post.cover_image value."""
+def read_upload(stream):
+    """The uploaded file's bytes, refused when over MAX_COVER_BYTES."""
     data = stream.read(max_cover_bytes() + 1)
     if len(data) > max_cover_bytes():
         raise InvalidImage(f"The image is too large: the limit is {megabytes(max_cover_bytes())}.")
+    return data
+
+
+def store_cover(data):
+    """Check an uploaded image and store what of it is missing (the file, its WebP copies);
+    return its Post.cover_image value."""
     extension = image_extension(data)
     key = hashlib.sha256(data).hexdigest()
     path = upload_folder() / f"{key}.{extension}"
@@ -102,6 +108,8 @@ def discard_unused(value):
         return
     users = db.session.scalar(select(func.count(Post.id)).where(Post.cover_image == value))
     if not users:
+        # An editor saving a post with the same image at this moment stores it again after
+        # the commit (post_forms.PostForm.keep_new_cover): files are shared by content.
         (upload_folder() / value.removeprefix(MEDIA_PREFIX)).unlink(missing_ok=True)
         variants.remove_variants(upload_folder(), cover_key(value))
 

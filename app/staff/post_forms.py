@@ -68,6 +68,7 @@ class PostForm(FlaskForm):
         super().__init__(*args, obj=post, **kwargs)
         self.post = post
         self.new_cover = None  # the image this submission uploaded, once stored
+        self.new_cover_data = None
         if post is not None and not self.is_submitted():
             self.tag_names.data = ", ".join(tag.name for tag in post.tags)
             if services.status(post) == "scheduled":
@@ -99,7 +100,8 @@ class PostForm(FlaskForm):
     def validate_cover(self, field):
         if field.data:
             try:
-                self.new_cover = uploads.store_cover(field.data.stream)
+                self.new_cover_data = uploads.read_upload(field.data.stream)
+                self.new_cover = uploads.store_cover(self.new_cover_data)
             except uploads.InvalidImage as error:
                 raise ValidationError(str(error)) from None
 
@@ -119,6 +121,13 @@ class PostForm(FlaskForm):
             raise ValidationError(
                 "Choose a time in the future (UTC). To publish straight away, use Publish now."
             )
+
+    def keep_new_cover(self):
+        """After the post is saved: store the image again if it went missing meanwhile. Files
+        are shared by content, so another editor's rejected upload or deleted post may have
+        removed it between this submission's upload and its commit."""
+        if self.new_cover is not None:
+            uploads.store_cover(self.new_cover_data)
 
     def discard_new_cover(self):
         """Remove the image this submission stored: the post was not saved, and a file no

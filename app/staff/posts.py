@@ -78,6 +78,7 @@ def save(form, post):
     except services.SlugTaken as taken:
         form.slug.errors.append(slug_taken_message(str(taken)))
         return editor(form)
+    form.keep_new_cover()
     flash(saved_message(post, intent), "success")
     return redirect(url_for(".edit", post_id=post.id), code=303)
 
