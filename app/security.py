@@ -1,6 +1,7 @@
 """Security headers on every response, including a strict Content-Security-Policy, and
 the client address behind reverse proxies."""
 
+import ipaddress
 import logging
 
 from flask import current_app, request
@@ -58,25 +59,37 @@ def warn_of_a_wrong_proxy_count():
 
     At 0 behind a proxy, every visitor seems to come from the proxy and shares its limits;
     above the proxies really there, a visitor can choose their own address by sending
-    X-Forwarded-For. More entries than trusted are what a visitor may send, and no entries
-    mean a request came to the app directly (a health check): neither tells anything.
+    X-Forwarded-For. At 0 only a request from a loopback or private address counts: one
+    from a public address came straight from a visitor, whose header means nothing. More
+    entries than trusted are what a visitor may add, and no entries mean a request came to
+    the app directly (a health check): neither tells anything.
     """
     if current_app.extensions["proxy_warning_given"]:
         return
     trusted = current_app.config["TRUSTED_PROXIES"]
-    proxies = len(forwarded_for())
-    if proxies and (trusted == 0 or proxies < trusted):
+    entries = len(forwarded_for())
+    too_low = trusted == 0 and entries and from_a_proxy(request.remote_addr)
+    if too_low or 0 < entries < trusted:
         current_app.extensions["proxy_warning_given"] = True
         log.warning(
-            "TRUSTED_PROXIES is %d, but a request came through %d proxies (X-Forwarded-For "
-            "entries); set it to the number of proxies in front of the app, 1 behind the "
-            "shipped nginx. %s",
+            "TRUSTED_PROXIES is %d, but a request from %s had %d X-Forwarded-For entries; if "
+            "proxies are in front of the app, set it to their number (1 behind the shipped "
+            "nginx). %s",
             trusted,
-            proxies,
+            request.remote_addr,
+            entries,
             "Until then every visitor seems to come from the proxy and shares its limits."
             if trusted == 0
             else "Until then a visitor can choose their own address.",
         )
+
+
+def from_a_proxy(address):
+    try:
+        peer = ipaddress.ip_address(address or "")
+    except ValueError:
+        return False
+    return peer.is_loopback or peer.is_private
 
 
 def forwarded_for():

@@ -85,17 +85,23 @@ def test_proxy_headers_are_trusted_only_when_configured(make_app, proxies, expec
 
 
 @pytest.mark.parametrize(
-    ("proxies", "forwarded_for", "warning"),
+    ("proxies", "peer", "forwarded_for", "warning"),
     [
-        (0, "203.0.113.9", "every visitor seems to come from the proxy"),
-        (2, "203.0.113.9", "a visitor can choose their own address"),
-        (1, "203.0.113.9", None),
-        (1, "198.51.100.7, 203.0.113.9", None),
-        (2, "", None),
+        (0, "127.0.0.1", "203.0.113.9", "every visitor seems to come from the proxy"),
+        (0, "10.0.0.5", "203.0.113.9", "every visitor seems to come from the proxy"),
+        (2, "127.0.0.1", "203.0.113.9", "a visitor can choose their own address"),
+        # A visitor reaching the app directly may send anything.
+        (0, "93.184.216.34", "203.0.113.9", None),
+        (1, "127.0.0.1", "203.0.113.9", None),
+        (1, "127.0.0.1", "198.51.100.7, 203.0.113.9", None),
+        (2, "127.0.0.1", "", None),
     ],
 )
-def test_a_wrong_trusted_proxies_is_logged_once(make_app, caplog, proxies, forwarded_for, warning):
+def test_a_wrong_trusted_proxies_is_logged_once(
+    make_app, caplog, proxies, peer, forwarded_for, warning
+):
     client = make_app(TRUSTED_PROXIES=proxies).test_client()
+    client.environ_base["REMOTE_ADDR"] = peer
     headers = {"X-Forwarded-For": forwarded_for} if forwarded_for else {}
 
     for _ in range(3):
@@ -107,7 +113,9 @@ def test_a_wrong_trusted_proxies_is_logged_once(make_app, caplog, proxies, forwa
     if warning:
         assert len(said) == 1
         assert warning in said[0]
-        assert f"TRUSTED_PROXIES is {proxies}, but a request came through 1 proxies" in said[0]
+        assert (
+            f"TRUSTED_PROXIES is {proxies}, but a request from {peer} had 1 X-Forwarded" in said[0]
+        )
     else:
         assert said == []
 

@@ -788,23 +788,36 @@ def limited_app(request, make_app):
 
 
 @pytest.fixture
-def client_address():
-    """An address of this test alone: Redis keys from other runs never collide with it.
+def new_client_address():
+    """Makes addresses of this test alone: Redis keys from other runs never collide with them.
 
     (RATELIMIT_KEY_PREFIX would not do: Flask-Limiter keeps the first prefix it is given
     for the life of the process, so a per-test prefix leaks into every later app.)
     """
-    # Groups without leading zeros: the /64 in the keys is written the same way.
-    groups = [f"{0x1000 + uuid.uuid4().int % 0xF000:x}" for _ in range(2)]
-    address = f"2001:db8:{groups[0]}:{groups[1]}::1"
-    yield address
+    made = []
+
+    def new():
+        # Groups without leading zeros: the /64 in the keys is written the same way.
+        groups = [f"{0x1000 + uuid.uuid4().int % 0xF000:x}" for _ in range(2)]
+        made.append(f"2001:db8:{groups[0]}:{groups[1]}::1")
+        return made[-1]
+
+    yield new
     with redis.Redis.from_url(REDIS_URL) as connection:
-        keys = list(connection.scan_iter(f"*/{address.removesuffix('1')}*"))  # its /64
-        if keys:
-            connection.delete(*keys)
+        for address in made:
+            keys = list(connection.scan_iter(f"*/{address.removesuffix('1')}*"))  # its /64
+            if keys:
+                connection.delete(*keys)
 
 
-def test_the_third_post_in_a_minute_gets_a_friendly_429(limited_app, client_address):
+@pytest.fixture
+def client_address(new_client_address):
+    return new_client_address()
+
+
+def test_the_third_post_in_a_minute_gets_a_friendly_429(
+    limited_app, client_address, new_client_address
+):
     client = limited_app.test_client()
     client.environ_base["REMOTE_ADDR"] = client_address
 
@@ -822,8 +835,7 @@ def test_the_third_post_in_a_minute_gets_a_friendly_429(limited_app, client_addr
     same_network = limited_app.test_client()
     same_network.environ_base["REMOTE_ADDR"] = client_address.replace("::1", "::ab:cd")
     assert submit(same_network).status_code == 429
-    # Another /64, as much this test's own as the client's: other runs may share the Redis.
-    other_address.environ_base["REMOTE_ADDR"] = client_address.replace("2001:db8:", "2001:db8:0:")
+    other_address.environ_base["REMOTE_ADDR"] = new_client_address()
     assert submit(other_address).status_code == 303
 
 

@@ -13,6 +13,7 @@ from werkzeug.test import encode_multipart
 
 from app.extensions import db
 from app.posts import services
+from app.posts import uploads as uploads_module
 from app.posts.models import Post
 from app.posts.uploads import cover_url, discard_unused
 from app.staff.post_forms import PostForm
@@ -581,6 +582,30 @@ def test_a_cover_removed_by_another_editor_before_the_commit_is_stored_again(
     served = client.get(f"/{post.cover_image}")
     assert served.status_code == 200 and served.data == png(1000, 525)
     served.close()
+
+
+def test_a_cover_that_cannot_be_stored_again_leaves_the_post_saved_and_says_so(
+    editor, client, uploads, monkeypatch
+):
+    save = services.save
+
+    def save_then_fail_to_store_again(post, fields, publication):
+        discard_unused(fields["cover_image"])
+        monkeypatch.setattr(uploads_module, "store_cover", refuse_to_store)
+        return save(post, fields, publication)
+
+    def refuse_to_store(data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(services, "save", save_then_fail_to_store_again)
+
+    response = post_with_cover(client, NEW, png(1000, 525), action="publish")
+
+    assert response.status_code == 303
+    assert only_post().published_at is not None
+    page = client.get(response.headers["Location"]).text
+    assert "Published: readers can see it now." in page
+    assert "The cover image could not be stored: choose it again." in page
 
 
 def test_an_uploaded_cover_gets_webp_copies_that_go_with_it(editor, client, uploads):

@@ -121,8 +121,9 @@ def require_form_body():
 def spam_reason(form, token):
     if form.website.data:
         return "filled the hidden honeypot field"
-    if token.age_seconds < current_app.config["FORM_MIN_SECONDS"]:
-        return f"sent {token.age_seconds:.1f} s after the form was shown"
+    age = token.age_seconds
+    if age < current_app.config["FORM_MIN_SECONDS"]:
+        return f"sent {age:.1f} s after the form was shown"
     return None
 
 

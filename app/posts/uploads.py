@@ -108,8 +108,9 @@ def discard_unused(value):
         return
     users = db.session.scalar(select(func.count(Post.id)).where(Post.cover_image == value))
     if not users:
-        # An editor saving a post with the same image at this moment stores it again after
-        # the commit (post_forms.PostForm.keep_new_cover): files are shared by content.
+        # Files are shared by content: an editor saving a post with this image right now
+        # stores it again after the commit (PostForm.keep_new_cover), which narrows the race
+        # to the moment between the count above and these deletions.
         (upload_folder() / value.removeprefix(MEDIA_PREFIX)).unlink(missing_ok=True)
         variants.remove_variants(upload_folder(), cover_key(value))
 

@@ -1,5 +1,6 @@
 """The post editor's form: every field a post has, its publishing choice, and its checks."""
 
+import logging
 from datetime import UTC
 from functools import partial
 
@@ -17,6 +18,8 @@ from wtforms.validators import AnyOf, DataRequired, Length, ValidationError
 from app.posts import services, uploads
 from app.types import utcnow
 from app.validation import drop_control_characters, drop_invisible, single_line, strip
+
+log = logging.getLogger(__name__)
 
 ACTIONS = ("save", "publish", "schedule", "unpublish")
 MAX_TAGS = 12
@@ -125,9 +128,16 @@ class PostForm(FlaskForm):
     def keep_new_cover(self):
         """After the post is saved: store the image again if it went missing meanwhile. Files
         are shared by content, so another editor's rejected upload or deleted post may have
-        removed it between this submission's upload and its commit."""
-        if self.new_cover is not None:
+        removed it between this submission's upload and its commit. False if it could not
+        be written: the post is saved all the same."""
+        if self.new_cover is None:
+            return True
+        try:
             uploads.store_cover(self.new_cover_data)
+        except OSError:
+            log.exception("Could not store the cover %s again", self.new_cover)
+            return False
+        return True
 
     def discard_new_cover(self):
         """Remove the image this submission stored: the post was not saved, and a file no

@@ -78,8 +78,9 @@ def save(form, post):
     except services.SlugTaken as taken:
         form.slug.errors.append(slug_taken_message(str(taken)))
         return editor(form)
-    form.keep_new_cover()
     flash(saved_message(post, intent), "success")
+    if not form.keep_new_cover():
+        flash("The cover image could not be stored: choose it again.", "error")
     return redirect(url_for(".edit", post_id=post.id), code=303)
 
 
