@@ -40,8 +40,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from aiosmtpd.controller import Controller
-
 from app import create_app
 from tests.conftest import (
     LEAD_FIELDS,
@@ -49,6 +47,7 @@ from tests.conftest import (
     free_port,
     make_config,
     render_token,
+    serving,
 )
 from tests.stack import (
     Stack,
@@ -108,7 +107,7 @@ def run(seconds):
         )
         stack.start("web", proxy=proxy)
         try:
-            page = fetch(f"http://127.0.0.1:{stack.environment['APP_PORT']}" + a_post_path())
+            page = fetch(stack.app_url + a_post_path())
             (static / "post.html").write_bytes(page.text.encode())
             with trivial_upstream(static / "post.html") as upstream:
                 reference = start_reference_cache(stack, proxy, upstream)
@@ -168,7 +167,7 @@ def start_reference_cache(stack, proxy, upstream_port):
 def measure(stack, etag, reference, seconds):
     """Each URL in turn, ROUNDS times over: a passing disturbance on a shared machine then
     shows as one odd round, and the median of the rounds leaves it out."""
-    app = f"http://127.0.0.1:{stack.environment['APP_PORT']}"
+    app = stack.app_url
     post_path = a_post_path()
     # Every worker booted and holding the page: the health check only waits for the first.
     requests_per_second(app + post_path, WARM_UP_SECONDS)
@@ -261,18 +260,16 @@ def start_worker(stack, host, port):
 
 def measure_form(stack):
     signer_app = create_app(make_config("sqlite://", LOG_LEVEL="WARNING"))
-    sink = TimedSink("127.0.0.1", free_port())
-    controller = Controller(sink, hostname=sink.host, port=sink.port)
-    controller.start()
     readers = subprocess.Popen(
         [WRK, "-t1", "-c8", "-d600s", stack.url + a_post_path()], stdout=subprocess.DEVNULL
     )
     try:
-        start_worker(stack, sink.host, sink.port)
-        posted, working = post_forms(stack, signer_app)
-        wait_until(lambda: posted.keys() <= sink.arrived.keys(), stack.logs, timeout=120)
-        to_sink = [sink.arrived[reference] - moment for reference, moment in posted.items()]
-        stack.kill("worker")
+        with serving(TimedSink("127.0.0.1", free_port())) as sink:
+            start_worker(stack, sink.host, sink.port)
+            posted, working = post_forms(stack, signer_app)
+            wait_until(lambda: posted.keys() <= sink.arrived.keys(), stack.logs, timeout=120)
+            to_sink = [sink.arrived[reference] - moment for reference, moment in posted.items()]
+            stack.kill("worker")
         with socket.create_server(("127.0.0.1", 0), backlog=64) as silent:
             start_worker(stack, *silent.getsockname())
             hung_posts, hung = post_forms(stack, signer_app)
@@ -280,7 +277,6 @@ def measure_form(stack):
     finally:
         readers.kill()
         readers.wait()
-        controller.stop()
     stored = stored_references(stack)
     if not (posted.keys() | hung_posts.keys()) <= stored:
         raise SystemExit("a form post that was answered 303 is not in the database")

@@ -427,8 +427,12 @@ def redis_prefix(request):
     module names in REDIS_URL; the keys under it are deleted afterwards."""
     prefix = f"test-{uuid.uuid4().hex}"
     yield prefix
-    with redis.Redis.from_url(request.module.REDIS_URL) as connection:
-        keys = list(connection.scan_iter(f"*{prefix}*"))
+    delete_redis_keys(request.module.REDIS_URL, f"*{prefix}*")
+
+
+def delete_redis_keys(url, pattern):
+    with redis.Redis.from_url(url) as connection:
+        keys = list(connection.scan_iter(pattern))
         if keys:
             connection.delete(*keys)
 

@@ -32,6 +32,11 @@ class Stack:
     def url(self):
         return f"http://127.0.0.1:{self.environment['SERVE_PORT']}"
 
+    @property
+    def app_url(self):
+        """gunicorn's own address, behind nginx."""
+        return f"http://127.0.0.1:{self.environment['APP_PORT']}"
+
     def start(self, *names, **own_commands):
         """Start Procfile lines by name, and commands given by keyword (name=command); wait
         until the site answers through nginx."""

@@ -19,7 +19,7 @@ from app.extensions import db
 from app.leads.forms import consent_text
 from app.leads.models import Lead, OutboxMessage, new_reference
 from app.leads.protection import read_render_token
-from tests.conftest import SITE_URL
+from tests.conftest import SITE_URL, delete_redis_keys
 
 SECRET = "test-secret"  # conftest's SECRET_KEY
 SALT = "contact-form-rendered-at"
@@ -803,11 +803,8 @@ def new_client_address():
         return made[-1]
 
     yield new
-    with redis.Redis.from_url(REDIS_URL) as connection:
-        for address in made:
-            keys = list(connection.scan_iter(f"*/{address.removesuffix('1')}*"))  # its /64
-            if keys:
-                connection.delete(*keys)
+    for address in made:
+        delete_redis_keys(REDIS_URL, f"*/{address.removesuffix('1')}*")  # its /64
 
 
 @pytest.fixture

@@ -244,7 +244,7 @@ def gunicorn(tmp_path, smtp_server, redis_prefix):
     )
     stack = Stack(tmp_path, environment)
     stack.launch("web")
-    url = f"http://127.0.0.1:{environment['APP_PORT']}"
+    url = stack.app_url
     try:
         wait_until(lambda: fetch(url + "/healthz").status == 200, stack.logs)
         yield stack, url

@@ -36,7 +36,7 @@ def serve(tmp_path, smtp_server):
         )
         stacks.append(stack)
         stack.launch("web")
-        url = f"http://127.0.0.1:{stack.environment['APP_PORT']}"
+        url = stack.app_url
         wait_until(lambda: len(set(BOOTED_WORKER.findall(stack.logs()))) == 2, stack.logs)
         wait_until(lambda: fetch(url + "/healthz").status == 200, stack.logs)
         return url

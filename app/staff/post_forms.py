@@ -130,7 +130,7 @@ class PostForm(FlaskForm):
         are shared by content, so another editor's rejected upload or deleted post may have
         removed it between this submission's upload and its commit. False if it could not
         be written: the post is saved all the same."""
-        if self.new_cover is None:
+        if self.new_cover is None or uploads.is_stored_cover(self.new_cover):
             return True
         try:
             uploads.store_cover(self.new_cover_data)
