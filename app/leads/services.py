@@ -5,7 +5,7 @@ from urllib.parse import parse_qs, urlsplit
 from flask import current_app, request
 from sqlalchemy import select
 
-from app.extensions import DATABASE_UNAVAILABLE, cause_of, db
+from app.extensions import cause_of, db
 from app.leads import delivery, spool
 from app.leads.forms import CONSENT_VERSION, consent_text
 from app.leads.models import REFERENCE, Lead, new_reference
@@ -20,8 +20,10 @@ UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_conte
 def submit_lead(form, spam_reason=None):
     """Store the lead and its outbox rows, commit, then nudge delivery. Returns the lead.
 
-    If the database cannot be reached, the lead is kept in the spool instead, to be stored
-    (with its notifications) by the delivery worker once the database is back.
+    If the commit fails for any reason (the database unreachable, read-only during a
+    failover, behind the code's migrations, or a driver error nobody foresaw), the lead is
+    kept in the spool instead, to be stored (with its notifications) by the delivery worker
+    once the database takes it. The form is valid by now: no failure of ours may lose it.
     """
     lead = Lead(
         reference=new_reference(),
@@ -38,17 +40,25 @@ def submit_lead(form, spam_reason=None):
         spam_reason=spam_reason,
         **attribution(form.source_page.data, form.page_referrer.data),
     )
-    db.session.add(lead)
-    if not lead.is_spam:
-        queue_notifications(lead)
     try:
+        db.session.add(lead)
+        if not lead.is_spam:
+            queue_notifications(lead)
         db.session.commit()
-    except DATABASE_UNAVAILABLE as error:
-        db.session.remove()
+    except Exception as error:
+        discard_session()
         keep_in_spool(lead, reason=type(cause_of(error)).__name__)
         return lead
     delivery.wake()
     return lead
+
+
+def discard_session():
+    """Drop the failed transaction; a connection too broken even to roll back is dropped too."""
+    try:
+        db.session.remove()
+    except Exception:
+        current_app.logger.exception("Could not close the database session after a failed commit")
 
 
 class LeadNotSaved(RuntimeError):
@@ -58,16 +68,16 @@ class LeadNotSaved(RuntimeError):
 def keep_in_spool(lead, reason):
     try:
         spool.keep(lead)
-    except OSError as error:
+    except Exception as error:
         current_app.logger.critical(
-            "Database unavailable (%s) and spool not writable (%s): lead %s not saved",
-            reason,
-            error.strerror,
+            "Database did not take lead %s (%s) and the spool cannot keep it (%s): not saved",
             lead.reference,
+            reason,
+            getattr(error, "strerror", None) or type(error).__name__,
         )
         raise LeadNotSaved from error
     current_app.logger.warning(
-        "Database unavailable (%s); lead %s kept in the spool", reason, lead.reference
+        "Database did not take lead %s (%s); kept in the spool", lead.reference, reason
     )
 
 
