@@ -56,7 +56,8 @@ DEFAULTS = {
     "RATELIMIT_STORAGE_URI": None,
     # Starts every key in that store: sites sharing one Redis keep their counts apart.
     "RATELIMIT_KEY_PREFIX": "",
-    "TRUSTED_PROXIES": 0,
+    # Unset: 0 in development; production must say how many proxies there are (check_production).
+    "TRUSTED_PROXIES": None,
     "POSTS_PER_PAGE": 10,
     "PUBLIC_CACHE_SECONDS": 300,
     # Rendered public pages each process keeps (app/caching.py); 0 turns the store off.
@@ -220,6 +221,8 @@ def apply_derived_defaults(app):
         config["LEADS_DELIVER_IN_PROCESS"] = not (config["PRODUCTION"] or config.get("TESTING"))
     if not config["SECRET_KEY"] and not config["PRODUCTION"]:
         config["SECRET_KEY"] = DEVELOPMENT_SECRET_KEY
+    if config["TRUSTED_PROXIES"] is None and not config["PRODUCTION"]:
+        config["TRUSTED_PROXIES"] = 0
     config["RATELIMIT_STORAGE_URI"] = rate_limit_store(config)
     if config["RATELIMIT_STORAGE_URI"].startswith("redis"):
         # A Redis that stops answering must not hold a visitor's form post: each call to it
@@ -294,6 +297,7 @@ def check_production(config):
         return
     check_secret_key(config["SECRET_KEY"])
     check_shared_rate_limit_store(config["RATELIMIT_STORAGE_URI"])
+    check_trusted_proxies(config["TRUSTED_PROXIES"])
     if not config["SITE_URL"]:
         raise ConfigurationError(
             "SITE_URL is not set. In production set it to the site's public https:// address."
@@ -316,6 +320,23 @@ def check_secret_key(secret_key):
             f"value of at least {MIN_SECRET_KEY_BYTES} bytes; generate one with: "
             f"{RANDOM_HEX_COMMAND}"
         )
+
+
+def check_trusted_proxies(proxies):
+    """No default can be right for every host: guessed wrong, the limits either lump every
+    visitor together or let each choose their own address."""
+    if proxies is None:
+        raise ConfigurationError(
+            "TRUSTED_PROXIES is not set. In production set it to the number of reverse proxies "
+            "in front of the app that add to X-Forwarded-For: 1 behind one reverse proxy such as "
+            "the shipped nginx (one more for each CDN or load balancer in front of it), 0 only "
+            "when visitors reach the app directly. Too few, and every visitor seems to come from "
+            "the proxy's address: one stranger's wrong logins lock every member of staff out, "
+            "and the whole site shares one contact limit. Too many, and a visitor can choose "
+            "their own address by sending X-Forwarded-For."
+        )
+    if proxies < 0:
+        raise ConfigurationError(f"TRUSTED_PROXIES must be 0 or more, not {proxies}.")
 
 
 def check_shared_rate_limit_store(store):

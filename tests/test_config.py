@@ -11,7 +11,12 @@ from tests.conftest import ROOT
 REDIS_URL = "redis://127.0.0.1:6379/12"
 STRONG_SECRET = "s" * 32
 # The least production starts with, beside what app_config sets.
-PRODUCTION = {"APP_ENV": "production", "SECRET_KEY": STRONG_SECRET, "REDIS_URL": REDIS_URL}
+PRODUCTION = {
+    "APP_ENV": "production",
+    "SECRET_KEY": STRONG_SECRET,
+    "REDIS_URL": REDIS_URL,
+    "TRUSTED_PROXIES": 1,
+}
 
 
 def test_environment_variables_map_to_settings():
@@ -176,19 +181,73 @@ def test_app_env_ignores_case_and_surrounding_space(make_app, name):
     assert app.config["SESSION_COOKIE_SECURE"] is True
 
 
-def test_app_env_from_the_environment_is_normalised(monkeypatch, app_config):
-    for variable, value in {
-        "FLASK_SKIP_DOTENV": "1",
-        "APP_ENV": "Production",
-        "SECRET_KEY": STRONG_SECRET,
-        "REDIS_URL": REDIS_URL,
-        "DATABASE_URL": app_config["SQLALCHEMY_DATABASE_URI"],
-        "SITE_URL": "https://agency.test",
-        "LEAD_SPOOL_DIR": app_config["LEAD_SPOOL_DIR"],
-        "UPLOAD_FOLDER": app_config["UPLOAD_FOLDER"],
-    }.items():
-        monkeypatch.setenv(variable, value)
+@pytest.fixture
+def production_environment(monkeypatch, app_config):
+    """The least production starts with, in environment variables: set_environment(**more)."""
+
+    def set_environment(**variables):
+        for variable, value in {
+            "FLASK_SKIP_DOTENV": "1",
+            "APP_ENV": "production",
+            "SECRET_KEY": STRONG_SECRET,
+            "REDIS_URL": REDIS_URL,
+            "TRUSTED_PROXIES": "1",
+            "DATABASE_URL": app_config["SQLALCHEMY_DATABASE_URI"],
+            "SITE_URL": "https://agency.test",
+            "LEAD_SPOOL_DIR": app_config["LEAD_SPOOL_DIR"],
+            "UPLOAD_FOLDER": app_config["UPLOAD_FOLDER"],
+            **variables,
+        }.items():
+            monkeypatch.setenv(variable, value)
+
+    return set_environment
+
+
+def test_app_env_from_the_environment_is_normalised(production_environment):
+    production_environment(APP_ENV="Production")
     assert create_app().config["APP_ENV"] == "production"
+
+
+def test_production_without_trusted_proxies_refuses_to_start_and_explains(app_config):
+    config = {**app_config, **PRODUCTION, "TRUSTED_PROXIES": None}
+
+    with pytest.raises(ConfigurationError) as error:
+        create_app(config)
+
+    message = str(error.value)
+    assert message.startswith("TRUSTED_PROXIES is not set.")
+    assert "1 behind one reverse proxy such as the shipped nginx" in message
+    assert "one more for each CDN or load balancer" in message
+    assert "0 only when visitors reach the app directly" in message
+    assert "one stranger's wrong logins lock every member of staff out" in message
+    assert "the whole site shares one contact limit" in message
+    assert "a visitor can choose their own address" in message
+
+
+def test_production_reads_an_empty_or_missing_trusted_proxies_as_unset(
+    production_environment, monkeypatch
+):
+    production_environment(TRUSTED_PROXIES="")
+    with pytest.raises(ConfigurationError, match="TRUSTED_PROXIES is not set"):
+        create_app()
+    monkeypatch.delenv("TRUSTED_PROXIES")
+    with pytest.raises(ConfigurationError, match="TRUSTED_PROXIES is not set"):
+        create_app()
+
+
+@pytest.mark.parametrize("written", ["0", "1", "2"])
+def test_production_starts_with_any_trusted_proxies_written(production_environment, written):
+    production_environment(TRUSTED_PROXIES=written)
+    assert create_app().config["TRUSTED_PROXIES"] == int(written)
+
+
+def test_production_refuses_a_negative_trusted_proxies(make_app):
+    with pytest.raises(ConfigurationError, match="TRUSTED_PROXIES must be 0 or more, not -1"):
+        make_app(**PRODUCTION | {"TRUSTED_PROXIES": -1})
+
+
+def test_development_trusts_no_proxy_unless_told(make_app):
+    assert make_app(TRUSTED_PROXIES=None).config["TRUSTED_PROXIES"] == 0
 
 
 @pytest.mark.parametrize("name", ["prod", "staging", ""])

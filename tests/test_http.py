@@ -198,7 +198,12 @@ def test_every_page_links_the_atom_feed(client, html_pages):
 
 
 def test_production_adds_hsts(make_app):
-    app = make_app(APP_ENV="production", SECRET_KEY="s" * 32, REDIS_URL="redis://127.0.0.1:6379/12")
+    app = make_app(
+        APP_ENV="production",
+        SECRET_KEY="s" * 32,
+        REDIS_URL="redis://127.0.0.1:6379/12",
+        TRUSTED_PROXIES=1,
+    )
     response = app.test_client().get("/robots.txt")
     assert response.headers["Strict-Transport-Security"].startswith("max-age=")
 
