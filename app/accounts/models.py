@@ -12,8 +12,9 @@ from app.types import UTCDateTime, utcnow
 
 ROLES = ("admin", "editor")
 # The longest IPv6 address in text is 45 characters; a proxy may add a zone or a port.
-EMAIL_LENGTH = 254
 ADDRESS_LENGTH = 100
+# app.logs.pseudonym: the reference the logs give an address too.
+EMAIL_HASH_LENGTH = 16
 
 
 def new_token():
@@ -86,14 +87,20 @@ class StaffSession(db.Model):
 
 
 class LoginLockout(db.Model):
-    """A login limit that refused an attempt: shown to admins, kept for a while (throttle.py)."""
+    """A login limit that refused an attempt: shown to admins, kept for a while (throttle.py).
+
+    What was typed in the address field is never kept: it is sometimes a password, typed in
+    the wrong field. A lock-out names the account it matched, or else holds a keyed hash of
+    the text, which tells lock-outs of one address apart without revealing it."""
 
     __tablename__ = "login_lockouts"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     locked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     locked_until: Mapped[datetime] = mapped_column(UTCDateTime)
-    # As typed, trimmed and lower-cased: the account may not exist.
-    email: Mapped[str] = mapped_column(String(EMAIL_LENGTH))
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    email_hash: Mapped[str | None] = mapped_column(String(EMAIL_HASH_LENGTH))
     scope: Mapped[str] = mapped_column(String(16))
     address: Mapped[str] = mapped_column(String(ADDRESS_LENGTH))
+
+    account: Mapped[User | None] = relationship()

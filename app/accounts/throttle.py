@@ -16,13 +16,14 @@ from flask import current_app
 from limits import parse_many
 from limits.storage import MemoryStorage
 from sqlalchemy import delete, select
+from sqlalchemy.orm import joinedload
 
-from app.accounts.models import ADDRESS_LENGTH, EMAIL_LENGTH, LoginLockout
+from app.accounts.models import ADDRESS_LENGTH, LoginLockout
+from app.accounts.services import find_user
 from app.dates import wait_in_words
 from app.extensions import db, limiter, seconds_until, shared_key
 from app.logs import pseudonym
 from app.types import utcnow
-from app.validation import drop_invisible
 
 log = logging.getLogger("app.auth")
 
@@ -75,6 +76,7 @@ def forget_attempts(email, address):
 def recent_lock_outs(since):
     return db.session.scalars(
         select(LoginLockout)
+        .options(joinedload(LoginLockout.account))
         .where(LoginLockout.locked_at >= since)
         .order_by(LoginLockout.locked_at.desc(), LoginLockout.id.desc())
         .limit(LOCK_OUTS_SHOWN)
@@ -121,15 +123,16 @@ def note_lock_out(refusal, item, email, address):
 
 
 def record_lock_out(refusal, email, address):
+    """Record the account `email` names, or a keyed hash of it: never the text itself."""
     now = utcnow()
     db.session.execute(delete(LoginLockout).where(LoginLockout.locked_at < now - KEEP_LOCK_OUTS))
+    account = find_user(email)
     db.session.add(
         LoginLockout(
             locked_at=now,
             locked_until=now + timedelta(seconds=refusal.retry_after),
-            # Shown to admins as typed, less what could disguise it; lower-casing may have
-            # made it longer than the form allows.
-            email=drop_invisible(email)[:EMAIL_LENGTH],
+            account_id=account.id if account else None,
+            email_hash=None if account else pseudonym(email),
             scope=refusal.scope,
             address=address[:ADDRESS_LENGTH],
         )
