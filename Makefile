@@ -89,9 +89,11 @@ bench-tools: ## Install Debian's wrk (needs root) and Lighthouse (npm, bench/pac
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	test -x bench/node_modules/.bin/lighthouse || npm ci --silent --prefix bench
 
+# libfaketime lets the served-stack tests make a cached page that is hours old.
 .PHONY: nginx
-nginx: ## Install Debian's nginx for make serve (needs root; the service itself stays off)
-	test -x /usr/sbin/nginx || (apt-get update -qq && apt-get install -y -qq nginx)
+nginx: ## Install Debian's nginx for make serve, and libfaketime for its tests (needs root; the service itself stays off)
+	test -x /usr/sbin/nginx -a -n "$$(ls /usr/lib/*/faketime/libfaketime.so.1 2>/dev/null)" || \
+		(apt-get update -qq && apt-get install -y -qq nginx faketime)
 
 .PHONY: browser
 browser: ## Install Debian's Chromium for the browser tests (needs root)

@@ -38,9 +38,9 @@ DEFAULTS = {
     "DELIVERY_MAX_ATTEMPTS": 6,
     "DELIVERY_BACKOFF_SECONDS": 60,
     # A worker's claim on the messages it is sending. Renewed before each send, so it must
-    # outlast one slow send (MAIL_TIMEOUT, more than once); a worker that died holds its
-    # messages this long before another takes them over.
-    "DELIVERY_CLAIM_SECONDS": 600,
+    # outlast one slow send (check_delivery_claim); a worker that died holds its messages
+    # this long before another takes them over.
+    "DELIVERY_CLAIM_SECONDS": 60,
     "EMAIL_CHECK_DELIVERABILITY": False,
     "EMAIL_DNS_TIMEOUT": 3,
     "CONTACT_RATE_LIMIT": "5 per minute; 20 per hour",
@@ -48,7 +48,6 @@ DEFAULTS = {
     "CONTACT_ATTEMPT_RATE_LIMIT": "30 per minute",
     "CONTACT_MAX_BODY_BYTES": 64 * 1024,
     "FORM_MIN_SECONDS": 3,
-    "FORM_MAX_AGE_SECONDS": 2 * 3600,
     # The Redis every process shares counters in (rate limits), unless RATELIMIT_STORAGE_URI
     # names another store. Production needs one: per-process counts multiply every limit.
     "REDIS_URL": None,
@@ -89,6 +88,8 @@ DEFAULTS = {
     "SENTRY_DSN": None,
     # /readyz fails when a notification has waited longer than this to be sent.
     "READY_MAX_OUTBOX_AGE_SECONDS": 900,
+    # /readyz fails when a lead has waited in the spool longer than this to be stored.
+    "READY_MAX_SPOOL_AGE_SECONDS": 900,
 }
 
 # Environment variable -> (config key, kind). Most share their config key's name.
@@ -139,6 +140,7 @@ ENVIRONMENT = {
     "LOG_LEVEL": ("LOG_LEVEL", str),
     "SENTRY_DSN": ("SENTRY_DSN", str),
     "READY_MAX_OUTBOX_AGE_SECONDS": ("READY_MAX_OUTBOX_AGE_SECONDS", int),
+    "READY_MAX_SPOOL_AGE_SECONDS": ("READY_MAX_SPOOL_AGE_SECONDS", int),
 }
 
 DEVELOPMENT_SECRET_KEY = "development-only-not-secret"  # noqa: S105 - refused in production
@@ -193,6 +195,7 @@ def load(app, test_config=None):
     else:
         app.config.update(test_config)
     apply_derived_defaults(app)
+    check_delivery_claim(app.config)
     check_production(app.config)
 
 
@@ -290,6 +293,27 @@ def limit_connect_time(config):
     if "connect_timeout" not in make_url(config["SQLALCHEMY_DATABASE_URI"]).query:
         connect_args.setdefault("connect_timeout", config["DATABASE_CONNECT_TIMEOUT"])
     config["SQLALCHEMY_ENGINE_OPTIONS"] = {**options, "connect_args": connect_args}
+
+
+# One message waits for up to four SMTP replies (MAIL FROM, RCPT TO, DATA, the end of the
+# message), each for up to MAIL_TIMEOUT; one more MAIL_TIMEOUT covers writing the message
+# and recording it as sent.
+MAIL_TIMEOUTS_PER_CLAIM = 5
+
+
+def check_delivery_claim(config):
+    """A claim that ends during a send lets another worker send the same message again."""
+    timeout, lease = config["MAIL_TIMEOUT"], config["DELIVERY_CLAIM_SECONDS"]
+    if timeout <= 0:
+        raise ConfigurationError(f"MAIL_TIMEOUT must be more than 0 seconds, not {timeout!r}.")
+    if lease < MAIL_TIMEOUTS_PER_CLAIM * timeout:
+        raise ConfigurationError(
+            f"DELIVERY_CLAIM_SECONDS ({lease}) must be at least {MAIL_TIMEOUTS_PER_CLAIM} times "
+            f"MAIL_TIMEOUT ({timeout:g}), so at least {MAIL_TIMEOUTS_PER_CLAIM * timeout:g}: "
+            "sending one message waits for up to four SMTP replies, each for up to "
+            "MAIL_TIMEOUT, and a claim that ends during a send lets another worker send the "
+            "message again. Raise DELIVERY_CLAIM_SECONDS or lower MAIL_TIMEOUT."
+        )
 
 
 def check_production(config):

@@ -46,13 +46,17 @@ def serve(tmp_path, smtp_server):
         stack.stop()
 
 
-def send_contact_form(url):
-    """Load the form and send it, as a visitor does; each request on a new connection, so
-    either worker may take it."""
+def send_contact_form(url, number):
+    """Load the form and send message `number`, as a visitor does; each request on a new
+    connection, so either worker may take it."""
     page = fetch(url + "/contact")
     assert page.status == 200, page.text
     fields = {f"contact-{name}": value for name, value in LEAD_FIELDS.items()}
-    fields |= {"contact-consent": "y", "contact-rendered_at": RENDER_TOKEN.search(page.text)[1]}
+    fields |= {
+        "contact-message": f"Question {number}",
+        "contact-consent": "y",
+        "contact-rendered_at": RENDER_TOKEN.search(page.text)[1],
+    }
     body = urllib.parse.urlencode(fields).encode()
     return fetch(url + "/contact", body, {"Origin": url}).status
 
@@ -60,7 +64,7 @@ def send_contact_form(url):
 def test_with_redis_the_limit_is_counted_once_across_workers(serve, redis_prefix):
     url = serve(REDIS_URL=REDIS_URL, RATELIMIT_KEY_PREFIX=redis_prefix)
 
-    answers = Counter(send_contact_form(url) for _ in range(10))
+    answers = Counter(send_contact_form(url, number) for number in range(10))
 
     assert answers == {303: 5, 429: 5}
     with redis.Redis.from_url(REDIS_URL) as connection:
@@ -72,8 +76,8 @@ def test_in_memory_each_worker_counts_on_its_own(serve):
 
     # Until the second worker takes a post: with both counting to five, a sixth gets in.
     accepted = 0
-    for _ in range(40):
-        accepted += send_contact_form(url) == 303
+    for number in range(40):
+        accepted += send_contact_form(url, number) == 303
         if accepted > 5:
             break
 

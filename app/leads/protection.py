@@ -1,25 +1,27 @@
-"""Defences of the public form that need no cookie: origin check, signed render time used
-once, honeypot, and a limit on the leads one address may send."""
+"""Defences of the public form that need no cookie: origin check, signed render time,
+honeypot, one lead per message, and a limit on the leads one address may send.
+
+The form sits on pages that a cache gives every reader alike, so nothing in it belongs to
+one reader: its token is a signed time that all readers of a copy share, however old the
+copy. It proves the form came from our pages and dates it for the spam check; what makes a
+repeated post one lead is its content. SECURITY.md, "Forms on cached pages", says why.
+"""
 
 import hashlib
+import hmac
 import secrets
+import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from flask import abort, current_app, request
-from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
+from itsdangerous import BadSignature, TimestampSigner
 from limits import parse_many
 from sqlalchemy import select
 
-from app.extensions import (
-    DATABASE_UNAVAILABLE,
-    client_network,
-    db,
-    limiter,
-    seconds_until,
-    shared_key,
-)
+from app import counters
+from app.extensions import DATABASE_UNAVAILABLE, client_network, db, limiter, shared_key
 from app.leads.models import Lead
 from app.types import utcnow
 
@@ -27,67 +29,63 @@ FORM_CONTENT_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"
 SAME_SITE_FETCHES = {"same-origin", "none"}
 CONTACT_SCOPE = "contact"
 ATTEMPTS_SCOPE = "contact-attempts"
-USED_FORMS_KEY = "contact-token:"
+SENT_MESSAGES_KEY = "contact-message"
+# The same name, address and message sent again within this time is the same lead.
+REPEAT_WINDOW = timedelta(hours=24)
+# How long a repeat waits for the lead of the first post (a double click's first request may
+# still be committing) before it is stored itself rather than risk losing it.
+REPEAT_WAIT_SECONDS = 2.0
 
 
-class RenderTimeSigner(TimestampSigner):
-    """Signs with the time the form was first shown, where that is known and not now."""
+class DatedSigner(TimestampSigner):
+    """Signs with a time `seconds_ago` before now."""
 
-    def __init__(self, *args, shown_at=None, **kwargs):
+    def __init__(self, *args, seconds_ago=0, **kwargs):
         super().__init__(*args, **kwargs)
-        self.shown_at = shown_at
+        self.seconds_ago = seconds_ago
 
     def get_timestamp(self):
-        return self.shown_at or super().get_timestamp()
+        return super().get_timestamp() - self.seconds_ago
 
 
-def _signer(shown_at=None):
-    return RenderTimeSigner(
-        current_app.config["SECRET_KEY"], salt="contact-form-rendered-at", shown_at=shown_at
+def _signer(seconds_ago=0):
+    return DatedSigner(
+        current_app.config["SECRET_KEY"], salt="contact-form-rendered-at", seconds_ago=seconds_ago
     )
 
 
-def new_render_token(shown_at=None):
-    """Signed render time of one form (now, or `shown_at` in Unix seconds); the random part
-    makes every render's token its own."""
-    return _signer(shown_at).sign(secrets.token_urlsafe(16)).decode()
+def new_render_token(seconds_ago=0):
+    """The signed time a form is shown; the random part makes every render's token its own."""
+    return _signer(seconds_ago).sign(secrets.token_urlsafe(16)).decode()
+
+
+def token_for_a_form_typed_already():
+    """A token for a form shown again with what a person typed: dated so that pressing Send
+    at once is no reason to think them a bot."""
+    return new_render_token(seconds_ago=current_app.config["FORM_MIN_SECONDS"])
 
 
 @dataclass(frozen=True)
 class RenderToken:
-    """A valid form token, read once: its random value and when its form was shown."""
+    """A valid form token, read once: when its form was shown."""
 
-    value: bytes
     signed_at: datetime
 
     @property
     def age_seconds(self):
         return (utcnow() - self.signed_at).total_seconds()
 
-    @property
-    def shown_at(self):
-        """In Unix seconds, as new_render_token takes it."""
-        return int(self.signed_at.timestamp())
-
-    @property
-    def used_key(self):
-        # The signed value, not the token's text: a signature read leniently (padding, stray
-        # characters) would make one token many.
-        digest = hashlib.sha256(self.value).hexdigest()
-        return "/".join(shared_key(f"{USED_FORMS_KEY}{digest}"))
-
 
 def read_render_token(token):
-    """The RenderToken in `token`, or None if it is missing, forged or too old."""
+    """The RenderToken in `token`, or None if it is missing or not signed by this site. Its
+    age is no reason to refuse it: a page may have been cached, or left open, for hours."""
     if not token:
         return None
     try:
-        value, signed_at = _signer().unsign(
-            token, max_age=current_app.config["FORM_MAX_AGE_SECONDS"], return_timestamp=True
-        )
-    except (SignatureExpired, BadSignature):
+        _, signed_at = _signer().unsign(token, return_timestamp=True)
+    except BadSignature:
         return None
-    return RenderToken(value, signed_at)
+    return RenderToken(signed_at)
 
 
 def refuse_cross_site_posts():
@@ -123,7 +121,7 @@ def spam_reason(form, token):
         return "filled the hidden honeypot field"
     age = token.age_seconds
     if age < current_app.config["FORM_MIN_SECONDS"]:
-        return f"sent {age:.1f} s after the form was shown"
+        return f"sent {age:.1f} s after the form was shown to them"
     return None
 
 
@@ -133,51 +131,48 @@ def seconds_until_allowed(setting="CONTACT_RATE_LIMIT", scope=CONTACT_SCOPE):
     if not limiter.enabled:
         return None
     limits = sorted(parse_many(current_app.config[setting]))
-    identifiers = shared_key(client_network(), scope)
-    try:
-        for limit in limits:
-            if not limiter.limiter.hit(limit, *identifiers):
-                return seconds_until(
-                    limiter.limiter.get_window_stats(limit, *identifiers).reset_time
-                )
-    except limiter.storage.base_exceptions as error:
-        current_app.logger.warning("Rate limit storage unreachable (%s): lead not counted", error)
-    return None
+    return counters.first_exceeded(limits, *shared_key(client_network(), scope))
 
 
-def claim_render_token(token):
-    """Record that this form's RenderToken produced a lead; False if one already did (a replay).
+def message_key(form):
+    """The form's content from this client, under a keyed hash: the store never holds what a
+    visitor typed."""
+    content = "\0".join((form.email.data, form.name.data, form.message.data))
+    secret = current_app.config["SECRET_KEY"].encode()
+    digest = hmac.new(secret, content.encode(), hashlib.sha256).hexdigest()
+    return counters.key(SENT_MESSAGES_KEY, client_network(), digest)
 
-    The record is one atomic increment in the limiter's storage, shared by every process,
-    so of several posts sending the same token at once exactly one gets True.
-    """
+
+def claim_message(form):
+    """Record that this message is being stored; False if the same one was, within
+    REPEAT_WINDOW (a double click, or the same form sent again). One atomic increment in
+    the shared store, so of several posts of one message at once exactly one gets True."""
     if not limiter.enabled:
         return True
-    expiry = current_app.config["FORM_MAX_AGE_SECONDS"]
-    try:
-        return limiter.storage.incr(token.used_key, expiry) == 1
-    except limiter.storage.base_exceptions as error:
-        # A lead matters more than a replay: without the record, accept it.
-        current_app.logger.warning("Used-token storage unreachable (%s): token not checked", error)
-        return True
+    window = int(REPEAT_WINDOW.total_seconds())
+    return counters.storage("incr", message_key(form), window) == 1
 
 
-def release_render_token(token):
-    """The lead could not be kept: the visitor may send the same form again."""
-    if not limiter.enabled:
-        return
-    try:
-        limiter.storage.clear(token.used_key)
-    except limiter.storage.base_exceptions as error:
-        current_app.logger.warning("Used-token storage unreachable (%s): token kept", error)
+def release_message(form):
+    """The lead was not stored: the visitor may send the same message again."""
+    if limiter.enabled:
+        counters.storage("clear", message_key(form))
 
 
-def lead_sent_with(form, token):
-    """The lead this very form already produced (a button pressed twice), if it is stored."""
+def earlier_lead(form):
+    """The lead a repeat of this message already stored, waiting a moment for one still
+    being committed; None if there is none to show (then the repeat is stored itself)."""
+    give_up_at = time.monotonic() + REPEAT_WAIT_SECONDS
+    while (lead := lead_sent_with(form)) is None and time.monotonic() < give_up_at:
+        time.sleep(0.1)
+    return lead
+
+
+def lead_sent_with(form):
     query = (
         select(Lead)
         .where(
-            Lead.created_at >= token.signed_at,
+            Lead.created_at >= utcnow() - REPEAT_WINDOW,
             Lead.email == form.email.data,
             Lead.name == form.name.data,
             Lead.message == form.message.data,

@@ -18,14 +18,9 @@ from app.logs import annotate
 
 blueprint = Blueprint("leads", __name__)
 
-STALE_FORM_MESSAGE = (
-    "This form was open for a long time, so we could not be sure it came from you. "
-    "Everything you typed is still here: please check it and send it again."
-)
-ALREADY_SENT_MESSAGE = (
-    "This form has already been used to send a message, so we did not send it again. "
-    "Everything you typed is still here: if you meant to send another message, check it "
-    "and send it again."
+UNCONFIRMED_FORM_MESSAGE = (
+    "We could not confirm that this form came from our website, so your message has not "
+    "been sent yet. Everything you typed is still here: please check it and press Send again."
 )
 
 
@@ -36,11 +31,10 @@ def contact():
 
 @blueprint.get("/contact/form-token")
 def form_token():
-    """A token of the reader's own for a form on a page that came from a cache. It keeps the
-    time of the page's token (?shown=), from which the spam check counts."""
-    page_token = protection.read_render_token(request.args.get("shown", ""))
-    shown_at = page_token.shown_at if page_token else None
-    response = jsonify(token=protection.new_render_token(shown_at=shown_at))
+    """A token of the reader's own, dated now: the page's script takes it when the form comes
+    into view, so on a page from a cache the spam check counts from then, not from when the
+    cached copy was made. It cannot be dated back, so it cannot help a bot past that check."""
+    response = jsonify(token=protection.new_render_token())
     response.cache_control.no_store = True
     return response
 
@@ -57,14 +51,15 @@ def submit():
         return show_again_later(form, wait)
     token = protection.read_render_token(form.rendered_at.data)
     if not form.validate() or token is None:
-        return show_again(form, stale=token is None)
-    if not protection.claim_render_token(token):
-        return answer_replay(form, token)
+        return show_again(form, unconfirmed=token is None)
+    # A double click, or the same message sent again: the thanks page of the lead it made.
+    if not protection.claim_message(form) and (earlier := protection.earlier_lead(form)):
+        return redirect_to_thanks(earlier)
     # Only a message that would be stored counts: correcting a mistake, or pressing Send
     # twice, costs nothing.
     wait = protection.seconds_until_allowed()
     if wait is not None:
-        protection.release_render_token(token)
+        protection.release_message(form)
         return show_again_later(form, wait)
     return store(form, token)
 
@@ -73,10 +68,10 @@ def store(form, token):
     try:
         lead = submit_lead(form, spam_reason=protection.spam_reason(form, token))
     except LeadNotSaved:
-        protection.release_render_token(token)
-        return show_again(form, stale=False, notice=not_saved_message(), status=503)
+        protection.release_message(form)
+        return show_again(form, notice=not_saved_message(), status=503)
     except Exception:
-        protection.release_render_token(token)
+        protection.release_message(form)
         raise
     return redirect_to_thanks(lead)
 
@@ -86,17 +81,8 @@ def redirect_to_thanks(lead):
     return redirect(url_for("leads.thanks", reference=lead.reference), code=303)
 
 
-def answer_replay(form, token):
-    """The same page again after a double click; anything else sent with a used token is
-    refused with 409 (the form's state, not its content, is wrong) and a fresh token."""
-    earlier = protection.lead_sent_with(form, token)
-    if earlier is not None:
-        return redirect_to_thanks(earlier)
-    return show_again(form, stale=True, notice=ALREADY_SENT_MESSAGE, status=409)
-
-
 def show_again_later(form, seconds):
-    response = show_again(form, stale=False, notice=wait_message(seconds), status=429)
+    response = show_again(form, notice=wait_message(seconds), status=429)
     response.retry_after = seconds
     return response
 
@@ -117,14 +103,14 @@ def not_saved_message():
     )
 
 
-def show_again(form, stale, notice=None, status=422):
+def show_again(form, unconfirmed=False, notice=None, status=422):
     """The form again with everything typed; it holds personal data, so no cache keeps it."""
     # A valid render time is kept: correcting a mistake and sending at once is not a bot.
-    if stale:
-        form.rendered_at.data = protection.new_render_token()
+    if unconfirmed:
+        form.rendered_at.data = protection.token_for_a_form_typed_already()
+        notice = notice or UNCONFIRMED_FORM_MESSAGE
     # Without JavaScript the next try comes from /contact: keep the page of the first.
     form.source_page.data = form.source_page.data or request.referrer
-    notice = notice or (STALE_FORM_MESSAGE if stale else None)
     html = render_template("leads/contact.html", form=form, notice=notice)
     response = make_response(html, status)
     response.cache_control.no_store = True

@@ -19,20 +19,30 @@ for (const input of document.querySelectorAll("[data-page-referrer]")) input.val
 // After a failed submission, move focus to the summary of problems so it is read out first.
 document.querySelector("[data-error-summary]")?.focus();
 
-// A form shown for the first time may come from a cache that gave every reader the same token,
-// and a token sends one message: when the reader starts on the form, it takes a token of its
-// own. If that fails (offline, site down), the page's token still sends one message.
+// A form shown for the first time may come from a cache, which gave every reader the same token,
+// dated when the copy was made. When the form comes into view (or is focused first), the script
+// takes a token of the reader's own, dated then, so the spam check counts from when this reader
+// could start typing. If that fails (offline, site down), the page's token still sends the form.
 for (const form of document.querySelectorAll("[data-contact-form][data-token-url]")) {
-  form.addEventListener("focusin", () => takeOwnToken(form), { once: true });
+  let taken = false;
+  const takeOnce = () => {
+    if (taken) return;
+    taken = true;
+    observer?.disconnect();
+    takeOwnToken(form);
+  };
+  const observer =
+    "IntersectionObserver" in window
+      ? new IntersectionObserver((entries) => entries.some((entry) => entry.isIntersecting) && takeOnce())
+      : null;
+  observer?.observe(form);
+  form.addEventListener("focusin", takeOnce, { once: true });
 }
 
-// The new token keeps the time the page was shown, from which the spam check counts.
 async function takeOwnToken(form) {
   const token = form.elements["contact-rendered_at"];
-  const url = new URL(form.dataset.tokenUrl, location.href);
-  url.searchParams.set("shown", token.value);
   try {
-    const response = await fetch(url, { headers: { Accept: "application/json" } });
+    const response = await fetch(form.dataset.tokenUrl, { headers: { Accept: "application/json" } });
     if (response.ok) token.value = (await response.json()).token;
   } catch {
     // Keep the page's token.
