@@ -281,7 +281,8 @@ def posts_counted_in_redis(make_app, post_lead, prefix, **settings):
         RATELIMIT_KEY_PREFIX=prefix,
         **settings,
     )
-    answers = [post_lead(app.test_client()).status_code for _ in range(2)]
+    client = app.test_client()
+    answers = [post_lead(client, message=f"Question {n}").status_code for n in range(2)]
     with redis.Redis.from_url(REDIS_URL) as connection:
         return answers, bool(list(connection.scan_iter(f"*{prefix}*")))
 
@@ -314,6 +315,31 @@ def test_a_rate_limit_that_is_not_one_is_refused_at_start(make_app, name):
 def test_a_redis_url_that_is_not_one_is_refused(make_app):
     with pytest.raises(ConfigurationError, match="REDIS_URL must be a Redis URL such as redis://"):
         make_app(REDIS_URL="127.0.0.1:6379")
+
+
+def test_the_default_delivery_claim_is_a_minute_and_starts_with_the_default_mail_timeout(
+    make_app,
+):
+    config = make_app().config
+    assert (config["DELIVERY_CLAIM_SECONDS"], config["MAIL_TIMEOUT"]) == (60, 10)
+
+
+@pytest.mark.parametrize("environment", [{}, PRODUCTION], ids=["development", "production"])
+def test_a_delivery_claim_shorter_than_five_mail_timeouts_refuses_to_start(make_app, environment):
+    make_app(**environment, DELIVERY_CLAIM_SECONDS=50, MAIL_TIMEOUT=10)
+    with pytest.raises(ConfigurationError) as error:
+        make_app(**environment, DELIVERY_CLAIM_SECONDS=60, MAIL_TIMEOUT=12.5)
+    assert str(error.value) == (
+        "DELIVERY_CLAIM_SECONDS (60) must be at least 5 times MAIL_TIMEOUT (12.5), so at least "
+        "62.5: sending one message waits for up to four SMTP replies, each for up to "
+        "MAIL_TIMEOUT, and a claim that ends during a send lets another worker send the "
+        "message again. Raise DELIVERY_CLAIM_SECONDS or lower MAIL_TIMEOUT."
+    )
+
+
+def test_a_mail_timeout_of_zero_refuses_to_start(make_app):
+    with pytest.raises(ConfigurationError, match="MAIL_TIMEOUT must be more than 0 seconds"):
+        make_app(MAIL_TIMEOUT=0)
 
 
 def test_flask_skip_dotenv_leaves_the_env_file_unread(tmp_path, monkeypatch):
