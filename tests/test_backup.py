@@ -3,9 +3,11 @@
 import hashlib
 import io
 import json
+import os
 import re
 import stat
 import tarfile
+import tempfile
 import threading
 import uuid
 from contextlib import contextmanager
@@ -271,20 +273,34 @@ def tables_in(app):
         return sa.inspect(db.engine).get_table_names()
 
 
-def rewrite(path, change_manifest=None, change_member=None):
-    """Write the archive again with its manifest or one member's bytes changed."""
+def members_of(path):
+    """The archive's members with their bytes, manifest.json first."""
     with tarfile.open(path) as archive:
-        members = [(member, archive.extractfile(member).read()) for member in archive]
+        return [[member, archive.extractfile(member).read()] for member in archive]
+
+
+def write_members(path, members):
+    """Write an archive of these members; one without bytes (a link, a folder) as it is."""
     with tarfile.open(path, "w:gz") as archive:
         for member, data in members:
-            if member.name == "manifest.json" and change_manifest:
-                manifest = json.loads(data)
-                change_manifest(manifest)
-                data = json.dumps(manifest).encode()
-            elif change_member and member.name.startswith("database."):
-                data = change_member(data)
-            member.size = len(data)
-            archive.addfile(member, io.BytesIO(data))
+            if data is None:
+                archive.addfile(member)
+            else:
+                member.size = len(data)
+                archive.addfile(member, io.BytesIO(data))
+
+
+def rewrite(path, change_manifest=None, change_member=None):
+    """Write the archive again with its manifest or its database's bytes changed."""
+    members = members_of(path)
+    for member in members:
+        if member[0].name == "manifest.json" and change_manifest:
+            manifest = json.loads(member[1])
+            change_manifest(manifest)
+            member[1] = json.dumps(manifest).encode()
+        elif change_member and member[0].name.startswith("database."):
+            member[1] = change_member(member[1])
+    write_members(path, members)
 
 
 def garbled(data):
@@ -313,6 +329,181 @@ def test_a_damaged_archive_is_refused_before_anything_changes(
 
     assert tables_in(restored_site) == []
     assert not Path(restored_site.config["UPLOAD_FOLDER"]).exists()
+
+
+@pytest.fixture
+def around(tmp_path, monkeypatch):
+    """Staging folders are made in around/temporary/, so that whatever an archive could write
+    beside or above its own ('../../x' lands in around/) is under the test's folder, where
+    `tree` sees it. around/victim is a file for links to point at."""
+    (tmp_path / "around" / "temporary").mkdir(parents=True)
+    (tmp_path / "around" / "victim").write_bytes(b"untouched")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "around" / "temporary"))
+    return tmp_path / "around"
+
+
+def tree(folder):
+    """Everything under the folder: each file's bytes and inode (a replaced file has a new
+    one), each link's target, each folder."""
+
+    def what(path):
+        if path.is_symlink():
+            return ("link", os.readlink(path))
+        if path.is_dir():
+            return ("folder",)
+        return ("file", path.read_bytes(), path.stat().st_ino)
+
+    return {path.relative_to(folder): what(path) for path in Path(folder).rglob("*")}
+
+
+def assert_refused_changing_nothing(app, path, complaint, around):
+    """verify and restore --force both refuse the archive with a clear error (no traceback),
+    and nothing changes: no file or folder under the test's folder, no row."""
+    files_before, rows_before = tree(around.parent), rows(app)
+    for command in (["verify"], ["restore", "--force"]):
+        result = invoke(app, "backup", *command, str(path))
+        assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+        assert complaint in result.output
+    assert tree(around.parent) == files_before
+    assert rows(app) == rows_before
+
+
+def add_named(members, member, data=None):
+    """Add a member, listed in the manifest with its true size and SHA-256."""
+    manifest = json.loads(members[0][1])
+    manifest["files"][member.name] = entry_of(data or b"")
+    members[0][1] = json.dumps(manifest).encode()
+    members.append([member, data])
+
+
+def entry_of(data):
+    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def special(name, kind, target=""):
+    member = tarfile.TarInfo(name)
+    member.type, member.linkname = kind, target
+    return member
+
+
+def a_path_up_out_of_the_staging_folder(members, around):
+    add_named(members, tarfile.TarInfo("../../escaped"), b"escaped")
+
+
+def an_absolute_path(members, around):
+    add_named(members, tarfile.TarInfo(str(around / "absolute")), b"escaped")
+
+
+def a_symbolic_link(members, around):
+    add_named(members, special("uploads/linked.png", tarfile.SYMTYPE, str(around)))
+
+
+def a_hard_link(members, around):
+    add_named(members, special("spool/LC-HARD-LINK.json", tarfile.LNKTYPE, str(around / "victim")))
+
+
+def a_manifest_that_is_a_folder(members, around):
+    members[0] = [special("manifest.json", tarfile.DIRTYPE), None]
+
+
+def an_empty_folder_among_the_covers(members, around):
+    members.append([special("uploads/empty", tarfile.DIRTYPE), None])
+
+
+def a_member_twice(members, around):
+    name = next(member.name for member, _ in members if member.name.startswith("spool/"))
+    members.append([tarfile.TarInfo(name), b'{"reference": "LC-0000-0000"}'])
+
+
+def a_member_its_manifest_does_not_name(members, around):
+    members.append([tarfile.TarInfo("uploads/extra.png"), png()])
+
+
+def a_cover_unlike_its_manifest(members, around):
+    cover = next(member for member in members if member[0].name.startswith("uploads/"))
+    cover[1] = garbled(cover[1])
+
+
+@pytest.mark.parametrize(
+    ("craft", "complaint"),
+    [
+        (a_path_up_out_of_the_staging_folder, "'../../escaped', which is not a name a backup's"),
+        (an_absolute_path, "/around/absolute', which is not a name a backup's file has"),
+        (a_symbolic_link, "'uploads/linked.png' is a symbolic link to"),
+        (a_hard_link, "'spool/LC-HARD-LINK.json' is a hard link to"),
+        (a_manifest_that_is_a_folder, "'manifest.json' is a directory, not a regular file"),
+        (an_empty_folder_among_the_covers, "'uploads/empty' is a directory, not a regular file"),
+        (a_member_twice, ".json' twice"),
+        (a_member_its_manifest_does_not_name, "'uploads/extra.png', which its manifest does not"),
+        (a_cover_unlike_its_manifest, "is damaged: uploads/"),
+    ],
+    ids=lambda value: getattr(value, "__name__", ""),
+)
+def test_a_crafted_archive_is_refused_before_it_writes_or_changes_anything(
+    app, site_with_everything, backups, around, craft, complaint
+):
+    path, _ = create_backup(app, backups)
+    members = members_of(path)
+    craft(members, around)
+    crafted = backups / "crafted.tar.gz"
+    write_members(crafted, members)
+
+    assert_refused_changing_nothing(app, crafted, complaint, around)
+
+
+ENTRY = {"bytes": 1, "sha256": "0" * 64}
+
+
+def without(key):
+    return lambda manifest: {name: value for name, value in manifest.items() if name != key}
+
+
+def changed(**fields):
+    return lambda manifest: {**manifest, **fields}
+
+
+def changed_database(**fields):
+    return lambda manifest: {**manifest, "database": {**manifest["database"], **fields}}
+
+
+def with_file(name, entry):
+    return lambda manifest: {**manifest, "files": {**manifest["files"], name: entry}}
+
+
+@pytest.mark.parametrize(
+    ("change", "complaint"),
+    [
+        (lambda manifest: b'{"format": 1, "files": ', "its manifest.json is not JSON"),
+        (lambda manifest: [manifest], "its manifest is not a JSON object"),
+        (changed(format=2), "its manifest is of format 2, and this version of the site reads"),
+        (changed(created_at="yesterday"), "its manifest's created_at is not a date and time"),
+        (without("files"), "its manifest's files is missing or not an object"),
+        (changed(files=["uploads/x.png"]), "its manifest's files is missing or not an object"),
+        (without("database"), "its manifest's database is missing or not an object"),
+        (changed_database(file=7), "its manifest's database.file is missing or not text"),
+        (changed_database(revision=None), "its manifest's database.revision is missing or"),
+        (changed_database(file="other.db"), "database.file 'other.db' is not one of its files"),
+        (changed_database(rows={"leads": "3"}), "database.rows are not all counts of rows"),
+        (with_file("uploads/.partial", ENTRY), "names 'uploads/.partial', which is not a file"),
+        (with_file("spool/../escaped", ENTRY), "names 'spool/../escaped', which is not a file"),
+        (with_file("uploads/deeper/x.png", ENTRY), "names 'uploads/deeper/x.png', which is not"),
+        (with_file("notes.txt", ENTRY), "names 'notes.txt', which is not a file a backup holds"),
+        (with_file("uploads/x.png", {"sha256": "0" * 64}), "gives 'uploads/x.png' no size in"),
+        (with_file("uploads/x.png", {**ENTRY, "bytes": "1"}), "gives 'uploads/x.png' no size"),
+        (with_file("uploads/x.png", {**ENTRY, "sha256": 12}), "gives 'uploads/x.png' no size"),
+        (with_file("uploads/x.png", 12), "gives 'uploads/x.png' no size in bytes and SHA-256"),
+    ],
+)
+def test_a_malformed_manifest_is_refused_with_what_is_wrong(
+    app, site_with_everything, backups, around, change, complaint
+):
+    path, _ = create_backup(app, backups)
+    members = members_of(path)
+    replaced = change(json.loads(members[0][1]))
+    members[0][1] = replaced if isinstance(replaced, bytes) else json.dumps(replaced).encode()
+    write_members(path, members)
+
+    assert_refused_changing_nothing(app, path, complaint, around)
 
 
 def test_a_database_that_fails_to_load_leaves_the_target_as_it_was(

@@ -1,7 +1,7 @@
 """The backup archive: a gzip'd tar with manifest.json first, then the database copy, the
-uploaded covers (uploads/) and the kept leads (spool/). The manifest holds the schema
-revision, the rows in each table and each file's size and SHA-256, so a restore can check
-everything before it changes anything.
+uploaded covers (uploads/) and the kept leads (spool/). The manifest holds the schema revision,
+the rows in each table and each file's size and SHA-256, so a restore can check everything
+before it changes anything (app.backup.members reads it back).
 """
 
 import hashlib
@@ -12,22 +12,25 @@ import secrets
 import shutil
 import tarfile
 import tempfile
-import zlib
 from pathlib import Path
 
 from flask import current_app
 
 from app.backup import databases, schema
 from app.backup.databases import BackupError
+from app.backup.members import (
+    FORMAT,
+    MANIFEST,
+    SPOOL,
+    UPLOADS,
+    is_plain_name,
+    names_in,
+    unpack,
+)
 from app.extensions import db
 from app.leads import spool
 from app.posts.uploads import upload_folder
 from app.types import utcnow
-
-FORMAT = 1
-MANIFEST = "manifest.json"
-UPLOADS = "uploads"
-SPOOL = "spool"
 
 
 def create(path):
@@ -68,10 +71,10 @@ def archive_path(path):
 
 
 def copy_files(source, destination, pattern):
-    """Copy the folder's finished files (names starting with a dot are partial uploads)."""
+    """Copy the folder's finished files under plain names (a dot starts a partial upload's)."""
     destination.mkdir()
     for file in sorted(source.glob(pattern)) if source.is_dir() else []:
-        if file.is_file() and not file.name.startswith("."):
+        if file.is_file() and is_plain_name(file.name):
             shutil.copy2(file, destination / file.name)
 
 
@@ -124,37 +127,13 @@ def verify(path):
         return unpack(Path(path), Path(staging))
 
 
-def unpack(path, staging):
-    if not path.is_file():
-        raise BackupError(f"There is no archive at {path}.")
-    try:
-        with tarfile.open(path, mode="r:gz") as archive:
-            manifest = json.load(archive.extractfile(MANIFEST))
-            archive.extractall(staging, filter="data")
-    except (tarfile.TarError, EOFError, zlib.error, KeyError, ValueError, OSError) as error:
-        raise BackupError(f"{path} is not a complete backup archive ({error}).") from None
-    check_manifest(manifest, path)
-    files = {name: meta for name, meta in checksums(staging).items() if name != MANIFEST}
-    expected = manifest["files"]
-    damaged = sorted(
-        name for name in files.keys() | expected.keys() if files.get(name) != expected.get(name)
-    )
-    if damaged:
-        raise BackupError(f"{path} is damaged: {', '.join(damaged)} not as the manifest says.")
-    return manifest
-
-
-def check_manifest(manifest, path):
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise BackupError(f"{path} is not a backup this version of the site can read.")
-
-
 def restore(path, force=False):
-    """Put a backup back: the database in one step, then the covers and the kept leads.
+    """Put a backup back: the covers, the database in one step, then the kept leads.
 
-    Refuses, before changing anything, an archive that is damaged, from another kind of
-    database, or from a schema this code does not know, and a database that holds data
-    unless `force`. An archive from an older schema is migrated on the way in.
+    Refuses, before changing anything, an archive that is damaged, holds anything its manifest
+    does not name, is from another kind of database, or from a schema this code does not know,
+    and a database that holds data unless `force`. An archive from an older schema is migrated
+    on the way in.
     """
     database = databases.current()
     with tempfile.TemporaryDirectory(prefix="backup-restore-") as staging:
@@ -168,11 +147,12 @@ def restore(path, force=False):
             )
         db.session.remove()
         db.engine.dispose()  # no pooled connection of ours may hold a lock on what is replaced
-        # Covers first: should the database step fail, an extra cover file harms nothing.
-        put_files(staging / UPLOADS, upload_folder(), replace=True)
+        # unpack checked every file against the manifest: no cover is replaced unless all are
+        # sound. Covers first: should the database step fail, an extra cover harms nothing.
+        put_files(staging, manifest, UPLOADS, upload_folder(), replace=True)
         info = manifest["database"]
         database.load(staging / info["file"], info["revision"], info["rows"])
-        put_files(staging / SPOOL, spool.folder(), replace=False)
+        put_files(staging, manifest, SPOOL, spool.folder(), replace=False)
         db.engine.dispose()
     return manifest
 
@@ -192,11 +172,12 @@ def check_restorable(manifest, database):
         )
 
 
-def put_files(source, destination, replace):
-    if not source.is_dir():
-        return
-    destination.mkdir(mode=0o700, parents=True, exist_ok=True)
-    for file in sorted(source.iterdir()):
-        if replace or not (destination / file.name).exists():
-            shutil.copy2(file, destination / f".{file.name}.restoring")
-            os.replace(destination / f".{file.name}.restoring", destination / file.name)
+def put_files(staging, manifest, folder, destination, replace):
+    """Put the files the manifest lists in `folder`, each checked by unpack, in their place."""
+    names = names_in(manifest, folder)
+    if names:
+        destination.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for name in names:
+        if replace or not (destination / name).exists():
+            shutil.copy2(staging / folder / name, destination / f".{name}.restoring")
+            os.replace(destination / f".{name}.restoring", destination / name)
