@@ -14,10 +14,10 @@ from datetime import timedelta
 
 from flask import current_app
 from limits import parse_many
-from limits.storage import MemoryStorage
 from sqlalchemy import delete, select
 from sqlalchemy.orm import joinedload
 
+from app import counters
 from app.accounts.models import ADDRESS_LENGTH, LoginLockout
 from app.accounts.services import find_user
 from app.dates import wait_in_words
@@ -32,7 +32,6 @@ ADDRESS = "address"
 LIMIT_SETTINGS = {ACCOUNT: "LOGIN_ACCOUNT_RATE_LIMIT", ADDRESS: "LOGIN_RATE_LIMIT"}
 KEEP_LOCK_OUTS = timedelta(days=30)
 LOCK_OUTS_SHOWN = 20
-FALLBACK = "login_throttle_fallback"
 
 
 @dataclass(frozen=True)
@@ -56,7 +55,7 @@ def count_attempt(email, address):
     for scope in (ACCOUNT, ADDRESS):
         for item in scope_limits(scope):
             identifiers = key_parts(scope, email, address)
-            if not in_store("hit", item, *identifiers):
+            if not counters.strategy("hit", item, *identifiers):
                 refusal = Refusal(scope, seconds_until_reset(item, identifiers))
                 note_lock_out(refusal, item, email, address)
                 return refusal
@@ -69,8 +68,8 @@ def forget_attempts(email, address):
     if not limiter.enabled:
         return
     for item in scope_limits(ACCOUNT):
-        in_store("clear", item, *key_parts(ACCOUNT, email, address))
-        in_store("clear", marker(item), *noted_key(ACCOUNT, email, address))
+        counters.strategy("clear", item, *key_parts(ACCOUNT, email, address))
+        counters.strategy("clear", marker(item), *noted_key(ACCOUNT, email, address))
 
 
 def recent_lock_outs(since):
@@ -104,13 +103,13 @@ def marker(item):
 
 
 def seconds_until_reset(item, identifiers):
-    return seconds_until(in_store("get_window_stats", item, *identifiers).reset_time)
+    return seconds_until(counters.strategy("get_window_stats", item, *identifiers).reset_time)
 
 
 def note_lock_out(refusal, item, email, address):
     """Log and record a lock-out once, not once for each attempt it refuses."""
     identifiers = noted_key(refusal.scope, email, address)
-    if not in_store("hit", marker(item), *identifiers):
+    if not counters.strategy("hit", marker(item), *identifiers):
         return
     # The address typed is personal data: the log names the account by a keyed hash.
     log.warning(
@@ -138,21 +137,3 @@ def record_lock_out(refusal, email, address):
         )
     )
     db.session.commit()
-
-
-def in_store(method, *arguments):
-    """Call a method of the limiter's strategy, on its own store; if that store does not
-    answer (refused, or silent past the timeouts in app/config.py), on one in this process's
-    memory, so logins stay throttled while Redis is away."""
-    try:
-        return getattr(limiter.limiter, method)(*arguments)
-    except limiter.storage.base_exceptions:
-        log.warning("rate limit storage unreachable: login attempts counted in memory")
-        return getattr(fallback_strategy(), method)(*arguments)
-
-
-def fallback_strategy():
-    extensions = current_app.extensions
-    if FALLBACK not in extensions:
-        extensions[FALLBACK] = type(limiter.limiter)(MemoryStorage())
-    return extensions[FALLBACK]
