@@ -18,10 +18,10 @@ import sqlalchemy as sa
 from flask_migrate import downgrade, upgrade
 from PIL import Image
 
-from app.backup import schema
+from app.backup import databases, schema
 from app.extensions import db
 from app.leads import spool
-from app.leads.models import Lead
+from app.leads.models import Lead, new_reference
 from app.posts.uploads import store_cover
 from tests.conftest import STAFF_PASSWORD, csrf_token, deliver
 
@@ -82,6 +82,7 @@ def reference_of(response):
 
 def kept_lead(name="Kept While Down"):
     return Lead(
+        reference=new_reference(),
         name=name,
         email="kept@client.example",
         message="Sent while the database was away.",
@@ -504,6 +505,27 @@ def test_a_malformed_manifest_is_refused_with_what_is_wrong(
     write_members(path, members)
 
     assert_refused_changing_nothing(app, path, complaint, around)
+
+
+def test_a_lead_the_worker_moves_in_just_after_the_snapshot_is_in_the_archive(
+    app, site_with_everything, backups, monkeypatch
+):
+    """The spool is copied before the database: a lead moved between the two is in the copy
+    of the spool (and may be in the database's too: its reference makes that harmless)."""
+    kind = type(databases.current())
+    dump = kind.dump
+
+    def dump_then_drain(database, destination):
+        found = dump(database, destination)
+        assert spool.drain()[0] == [site_with_everything["kept"]]
+        return found
+
+    monkeypatch.setattr(kind, "dump", dump_then_drain)
+
+    path, _ = create_backup(app, backups)
+
+    assert f"spool/{site_with_everything['kept']}.json" in manifest_of(path)["files"]
+    assert not list(spool.folder().glob("*.json"))
 
 
 def test_a_database_that_fails_to_load_leaves_the_target_as_it_was(

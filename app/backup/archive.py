@@ -39,11 +39,14 @@ def create(path):
     target = archive_path(Path(path))
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".backup-") as staging:
         staging = Path(staging)
+        # Kept leads before the snapshot: one the worker moves into the database in between is
+        # then in both copies (its unique reference makes the second harmless), never in
+        # neither.
+        copy_files(spool.folder(), staging / SPOOL, "*.json")
         revision, rows = database.dump(staging / database.file_name)
         if revision is None:
             raise BackupError("The database has no schema yet: run `flask db upgrade` first.")
         copy_files(upload_folder(), staging / UPLOADS, "*")
-        copy_files(spool.folder(), staging / SPOOL, "*.json")
         manifest = {
             "format": FORMAT,
             "created_at": utcnow().isoformat(),
