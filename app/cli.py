@@ -1,5 +1,6 @@
 """Command-line groups: `flask content|leads|staff|backup ...`."""
 
+import json
 import sys
 import time
 from datetime import datetime, timedelta
@@ -16,8 +17,9 @@ from app.accounts.models import ROLES
 from app.backup import archive, schema
 from app.backup.databases import BackupError
 from app.extensions import db
-from app.leads import workflow
+from app.leads import spool, workflow
 from app.leads.delivery import deliver_due, worker_name
+from app.leads.models import REFERENCE
 from app.posts.importer import import_directory
 from app.posts.models import Post
 from app.posts.uploads import make_variants
@@ -174,16 +176,121 @@ def list_staff():
 )
 @click.option("--dry-run", is_flag=True, help="Count what would go; delete nothing.")
 def purge_leads(days, dry_run):
-    """Delete old leads with their notes and emails (a retention policy); the trail keeps
-    that each was purged."""
+    """Delete old leads with their notes and emails, kept and quarantined ones too (a
+    retention policy); the trail keeps that each stored one was purged."""
     cutoff = utcnow() - timedelta(days=days)
+    # The spool first: it needs no database.
+    try:
+        kept, problems = spool.purge(cutoff, dry_run=dry_run)
+    except OSError as error:
+        kept, problems = 0, [f"{spool.folder()} cannot be read: {error.strerror}."]
     count = workflow.purge_leads(cutoff, dry_run=dry_run)
     noun = "lead" if count == 1 else "leads"
     before = f"received before {dates.stamp(cutoff)}"
+    also = f", and {counted(kept, 'kept lead')} in the spool" if kept else ""
     if dry_run:
-        click.echo(f"Dry run: {count} {noun} {before} would be purged. Nothing was deleted.")
+        click.echo(f"Dry run: {count} {noun} {before}{also} would be purged. Nothing was deleted.")
     else:
-        click.echo(f"Purged {count} {noun} {before}.")
+        click.echo(f"Purged {count} {noun} {before}{also}.")
+    for problem in problems:
+        click.echo(problem, err=True)
+    if problems:
+        raise SystemExit(1)
+
+
+@leads.group("spool")
+def kept_leads():
+    """Leads kept on disk while the database did not take them, and quarantined ones."""
+
+
+def reference_argument(context, parameter, value):
+    if value is None or REFERENCE.fullmatch(value.strip()):
+        return value and value.strip().upper()
+    raise click.BadParameter(f"{value!r} is not a lead reference such as LC-7K4M-Q9XP.")
+
+
+def spool_entries():
+    try:
+        return spool.entries()
+    except OSError as error:
+        raise click.ClickException(f"{spool.folder()} cannot be read: {error.strerror}.") from None
+
+
+@kept_leads.command("list")
+def list_kept_leads():
+    """List kept and quarantined leads: how long each has waited, and what went wrong."""
+    entries = spool_entries()
+    if not entries:
+        click.echo(f"No lead is kept in {spool.folder()}.")
+        return
+    now = utcnow()
+    for entry in entries:
+        place = "quarantined" if entry.quarantined else "kept"
+        waited = dates.relative(entry.waiting_since, now)
+        tried = f"{counted(entry.attempts, 'attempt')}: {entry.reason}" if entry.attempts else ""
+        click.echo(f"{entry.path.stem:14} {place:11} {waited:16} {tried}".rstrip())
+    if any(entry.quarantined for entry in entries):
+        click.echo(
+            f"Quarantined leads are in {spool.quarantine_folder()}. Once the cause is fixed "
+            "(`flask leads spool export REFERENCE` prints a record), `flask leads spool retry "
+            "REFERENCE` or `--all` gives them back to the delivery worker."
+        )
+
+
+@kept_leads.command("retry")
+@click.argument("reference", required=False, callback=reference_argument)
+@click.option("--all", "every", is_flag=True, help="Retry every quarantined lead.")
+def retry_kept_leads(reference, every):
+    """Move a quarantined lead (or --all) back to the spool, to be tried again."""
+    if bool(reference) == every:
+        raise click.UsageError("Give either a REFERENCE or --all.")
+    chosen = [
+        entry.path
+        for entry in spool_entries()
+        if entry.quarantined and (every or entry.path.stem == reference)
+    ]
+    if reference and not chosen:
+        raise click.ClickException(
+            f"No quarantined lead has the reference {reference} (`flask leads spool list`)."
+        )
+    for path in chosen:
+        try:
+            spool.retry(path)
+        except OSError as error:
+            raise click.ClickException(f"{path} cannot be moved: {error.strerror}.") from None
+    names = ", ".join(path.stem for path in chosen)
+    click.echo(
+        f"{counted(len(chosen), 'lead')} back in the spool: {names}. The delivery worker "
+        f"tries {'it' if len(chosen) == 1 else 'them'} again on its next run."
+        if chosen
+        else "No lead is quarantined."
+    )
+
+
+@kept_leads.command("export")
+@click.argument("reference", callback=reference_argument)
+def export_kept_lead(reference):
+    """Print a kept or quarantined lead's record as JSON, for a person to read or fix."""
+    for path in spool.places(reference):
+        try:
+            data = spool.contents_of(path)
+        except FileNotFoundError:
+            continue
+        except (OSError, spool.SpoolError) as error:
+            reason = spool.reason_of(error)
+            raise click.ClickException(f"{path} cannot be read: {reason}.") from None
+        click.echo(readable(data, path))
+        return
+    raise click.ClickException(f"No kept or quarantined lead has the reference {reference}.")
+
+
+def readable(data, path):
+    """A record as indented JSON; one that is not JSON as it is, to be fixed by hand."""
+    try:
+        return json.dumps(json.loads(data), indent=2, ensure_ascii=False)
+    except ValueError as error:
+        click.echo(f"{path} is not valid JSON ({error}); printed as it is.", err=True)
+        return data.decode(errors="replace")
 
 
 @backup.command("create")

@@ -303,6 +303,16 @@ def make_lead(app):
     return make
 
 
+def stored_leads(app):
+    with app.app_context():
+        return db.session.scalars(sa.select(Lead).order_by(Lead.id)).all()
+
+
+def spool_file(app, reference):
+    """Where a lead kept in the spool (LEAD_SPOOL_DIR) is written."""
+    return Path(app.config["LEAD_SPOOL_DIR"]) / f"{reference}.json"
+
+
 def deliver(runner):
     """Run `flask leads deliver --once`, as the worker would; it must succeed."""
     result = runner.invoke(args=["leads", "deliver", "--once"])

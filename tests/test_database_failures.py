@@ -3,15 +3,14 @@
 import json
 import stat
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from app.extensions import db
 from app.leads import delivery, spool
-from app.leads.models import Lead, OutboxMessage
-from tests.conftest import free_port
+from app.leads.models import OutboxMessage
+from tests.conftest import free_port, spool_file, stored_leads
 
 
 def terminate_other_backends(database_uri):
@@ -70,15 +69,6 @@ def test_while_the_database_is_down_staff_pages_answer_a_clear_503(
 
 
 # The spool: a lead sent while the database is down
-
-
-def spool_file(app, reference):
-    return Path(app.config["LEAD_SPOOL_DIR"]) / f"{reference}.json"
-
-
-def stored_leads(app):
-    with app.app_context():
-        return db.session.scalars(sa.select(Lead).order_by(Lead.id)).all()
 
 
 def reference_of(response):

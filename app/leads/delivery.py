@@ -111,14 +111,26 @@ def deliver_due(worker=None):
     """
     worker = worker or worker_name()
     report = DeliveryReport()
-    # Leads kept in the spool during a database outage first: their emails go in this run.
-    report.stored, problems = spool.drain()
-    report.errors.extend(problems)
+    # Leads kept in the spool first: their emails go in this run.
+    move_kept_leads(report)
     started = utcnow()
     while messages := claim_due(worker, started):
         if not send_batch(messages, report, worker):
             break
     return report
+
+
+def move_kept_leads(report):
+    """Store the leads kept in the spool. Nothing wrong with the spool may stop the outbox:
+    drain() copes with each file on its own, and this with the folder itself."""
+    try:
+        report.stored, problems = spool.drain()
+    except Exception as error:
+        db.session.rollback()
+        log.exception("The spool cannot be read; the outbox is sent without it")
+        reason = getattr(error, "strerror", None) or type(error).__name__
+        problems = [f"the spool {spool.folder()} cannot be read ({reason})"]
+    report.errors.extend(problems)
 
 
 def send_batch(messages, report, worker):

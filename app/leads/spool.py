@@ -1,23 +1,34 @@
-"""Leads kept on local disk while the database cannot be reached, and moved in when it can.
+"""Leads kept on local disk while the database cannot take them, and moved in when it can.
 
-A visitor's "Send" is the one moment that matters. When the commit fails because the
-database is down, the lead is written to LEAD_SPOOL_DIR as one JSON file named by its
-reference (written to a temporary name, fsync'd, then renamed, mode 0600), and the visitor
-sees the usual thank-you page. The delivery worker moves kept leads into the database before
-each run; the unique reference makes that happen once, however many workers try at once.
+A visitor's "Send" is the one moment that matters. When the commit fails, the lead is written
+to LEAD_SPOOL_DIR as one JSON file named by its reference (written to a temporary name,
+fsync'd, then renamed, mode 0600), and the visitor sees the usual thank-you page. The delivery
+worker moves kept leads into the database before each run; the unique reference makes that
+happen once, however many workers try at once.
+
+Each file is moved on its own. When the database cannot take writes at all (unreachable,
+read-only, behind the code's migrations, or an error nobody foresaw), the run stops and every
+file waits, with nothing counted against it. When the database refuses one record (a
+constraint, a value it cannot hold), or the file cannot be read, that is an attempt, counted
+on disk beside the file in <reference>.attempts (so a restarted worker keeps the count). After
+QUARANTINE_AFTER attempts the file and its count move to quarantine/, for a person to look at
+with `flask leads spool`, and the other files carry on.
 """
 
 import json
 import os
+import stat
 import tempfile
-from datetime import datetime
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from flask import current_app
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
-from app.extensions import DATABASE_UNAVAILABLE, db
+from app.extensions import cause_of, db
 from app.leads.models import REFERENCE, Lead
 from app.leads.notifications import queue_notifications
 from app.types import UTCDateTime
@@ -29,14 +40,49 @@ KEPT = tuple(
 DATETIMES = {
     column.key for column in Lead.__table__.columns if isinstance(column.type, UTCDateTime)
 }
+RECORD = ".json"
+ATTEMPTS = ".attempts"
+TEMPORARY = ".tmp"
+QUARANTINE = "quarantine"
+QUARANTINE_AFTER = 3
+# keep() removes its temporary file when it fails; an older one was left by a crash.
+TEMPORARY_MAX_AGE = timedelta(hours=1)
+# A form post is at most 64 KB: a larger file is not a lead this site kept.
+MAX_RECORD_BYTES = 1024 * 1024
+# Answers only this record can cause. Any other error means the database cannot take writes
+# now, and waiting costs nothing: a narrow list here never quarantines a good lead.
+REFUSALS = (IntegrityError, DataError)
 
 
 class SpoolError(ValueError):
     """A kept lead cannot be read; the message says why."""
 
 
+@dataclass(frozen=True)
+class Entry:
+    """A file in the spool or in its quarantine, with what was tried."""
+
+    path: Path
+    quarantined: bool
+    waiting_since: datetime
+    attempts: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Backlog:
+    kept: int
+    oldest_kept: datetime | None
+    quarantined: int
+    oldest_quarantined: datetime | None
+
+
 def folder():
     return Path(current_app.config["LEAD_SPOOL_DIR"])
+
+
+def quarantine_folder():
+    return folder() / QUARANTINE
 
 
 def keep(lead):
@@ -44,17 +90,22 @@ def keep(lead):
     spool = folder()
     spool.mkdir(mode=0o700, parents=True, exist_ok=True)
     data = json.dumps(record_of(lead), ensure_ascii=False).encode()
-    descriptor, temporary = tempfile.mkstemp(dir=spool, suffix=".tmp")  # mode 0600
+    write(spool / f"{lead.reference}{RECORD}", data)
+
+
+def write(path, data):
+    """Replace `path` durably: a temporary file (mode 0600) fsync'd, renamed, folder fsync'd."""
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, suffix=TEMPORARY)
     try:
         with os.fdopen(descriptor, "wb") as file:
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
-        os.replace(temporary, spool / f"{lead.reference}.json")
+        os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    sync_folder(spool)
+    sync_folder(path.parent)
 
 
 def sync_folder(spool):
@@ -76,27 +127,65 @@ def record_of(lead):
     }
 
 
+def files(directory, suffix):
+    """The entries of `directory` whose names end in `suffix`, by name; none if it does not
+    exist. Unlike Path.glob, a folder that cannot be listed raises instead of looking empty."""
+    try:
+        with os.scandir(directory) as entries:
+            return sorted(Path(entry.path) for entry in entries if entry.name.endswith(suffix))
+    except FileNotFoundError:
+        return []
+
+
+def places(reference):
+    """Where a kept lead with this reference may be: waiting, or in quarantine."""
+    return [directory / f"{reference}{RECORD}" for directory in (folder(), quarantine_folder())]
+
+
 def kept(reference):
     """The kept lead with this reference, or None (also for text that is no reference)."""
     if not REFERENCE.fullmatch(reference):
         return None
-    path = folder() / f"{reference}.json"
-    try:
-        return lead_from(read(path))
-    except (FileNotFoundError, SpoolError):
-        return None
+    for path in places(reference):
+        try:
+            return lead_from(read(path))
+        except (OSError, SpoolError):
+            continue
+    return None
+
+
+def contents_of(path):
+    """The bytes of a regular file of a lead record's size. A directory, a symbolic link or a
+    pipe (whose read would wait for a writer) named like a lead is refused, not followed."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    with os.fdopen(descriptor, "rb") as file:
+        status = os.fstat(file.fileno())
+        if not stat.S_ISREG(status.st_mode):
+            raise SpoolError("not a regular file")
+        if status.st_size > MAX_RECORD_BYTES:
+            raise SpoolError(f"too large for a lead record ({status.st_size} bytes)")
+        return file.read(MAX_RECORD_BYTES)
 
 
 def read(path):
     try:
-        record = json.loads(Path(path).read_bytes())
+        record = json.loads(contents_of(path))
+    except OSError as error:
+        if not path.is_symlink():
+            raise
+        raise SpoolError("a symbolic link, not a file") from error
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise SpoolError(f"not a complete lead record ({error})") from error
     if not isinstance(record, dict) or not REFERENCE.fullmatch(str(record.get("reference"))):
         raise SpoolError("not a lead record: it has no reference")
+    if f"{record['reference']}{RECORD}" != path.name:
+        raise SpoolError("its name is not its reference")
     unknown = set(record) - set(KEPT)
     if unknown:
         raise SpoolError(f"unknown fields: {', '.join(sorted(unknown))}")
+    not_text = [key for key, value in record.items() if not isinstance(value, str)]
+    if not_text:
+        raise SpoolError(f"not text: {', '.join(sorted(not_text))}")
     return record
 
 
@@ -106,7 +195,7 @@ def lead_from(record):
             key: datetime.fromisoformat(value) if key in DATETIMES else value
             for key, value in record.items()
         }
-    except (TypeError, ValueError) as error:
+    except ValueError as error:
         raise SpoolError(f"a date cannot be read ({error})") from error
     if any(values[key].tzinfo is None for key in DATETIMES & set(values)):
         raise SpoolError("a date has no time zone")
@@ -114,31 +203,52 @@ def lead_from(record):
 
 
 def drain():
-    """Move every readable kept lead into the database once. Returns (moved, problems):
-    the references stored now, and a line for each file that cannot be read (left in place)."""
+    """Move every kept lead the database takes into it, once. Returns (moved, problems): the
+    references stored now, and a line for each file refused or unreadable (counted, and
+    quarantined in the end) and for a run the database stopped (nothing counted).
+
+    Raises only when the spool itself cannot be listed."""
+    spool = folder()
+    remove_leftovers(spool)
     moved, problems = [], []
-    for path in sorted(folder().glob("*.json")):
+    for path in files(spool, RECORD):
         try:
             lead = lead_from(read(path))
         except FileNotFoundError:
             continue  # another worker moved it in the meantime
-        except SpoolError as error:
-            problems.append(f"{path}: {error}")
-            current_app.logger.error("Spooled lead %s cannot be read: %s", path.name, error)
+        except (OSError, SpoolError) as error:
+            problems.append(count_refusal(path, reason_of(error)))
             continue
         try:
-            if store(lead):
-                moved.append(lead.reference)
-        except DATABASE_UNAVAILABLE:
+            stored = store(lead)
+        except REFUSALS as error:
             db.session.rollback()
-            break  # the database is away again: the rest wait, and the emails still go
-        except SQLAlchemyError as error:
-            db.session.rollback()
-            problems.append(f"{path}: the database refused it ({type(error).__name__})")
-            current_app.logger.error("Spooled lead %s refused: %s", path.name, type(error))
+            refused = f"the database refused it ({type(cause_of(error)).__name__})"
+            problems.append(count_refusal(path, refused))
             continue
-        path.unlink(missing_ok=True)
+        except Exception as error:
+            db.session.rollback()
+            problems.append(wait_for_the_database(error))
+            break
+        if stored:
+            moved.append(lead.reference)
+        remove(path)
     return moved, problems
+
+
+def reason_of(error):
+    """Why a file cannot be read, without its path (or anything it holds)."""
+    return getattr(error, "strerror", None) or str(error)
+
+
+def wait_for_the_database(error):
+    name = type(cause_of(error)).__name__
+    current_app.logger.warning(
+        "The database cannot take kept leads now (%s); they wait for the next run",
+        name,
+        exc_info=not isinstance(error, SQLAlchemyError),  # not the database's: a bug to see
+    )
+    return f"the database cannot take kept leads now ({name}); they wait for the next run"
 
 
 def store(lead):
@@ -160,3 +270,149 @@ def store(lead):
 
 def is_stored(reference):
     return db.session.scalar(select(Lead.id).where(Lead.reference == reference)) is not None
+
+
+def count_refusal(path, reason):
+    """Count an attempt at a refused or unreadable file, quarantining it at the last one, and
+    log it by its name (never what it holds). Returns the line for the worker's report."""
+    attempts = attempts_of(path)[0] + 1
+    try:
+        if attempts < QUARANTINE_AFTER:
+            write(attempts_file(path), note(attempts, reason))
+            current_app.logger.error(
+                "Kept lead %s refused, attempt %s of %s: %s",
+                path.name,
+                attempts,
+                QUARANTINE_AFTER,
+                reason,
+            )
+            return f"{path}: {reason} (attempt {attempts} of {QUARANTINE_AFTER})"
+        moved_to = quarantine(path, attempts, reason)
+    except OSError as error:
+        current_app.logger.error(
+            "Kept lead %s refused (%s) and its attempt cannot be recorded: %s",
+            path.name,
+            reason,
+            error.strerror,
+        )
+        return f"{path}: {reason}; the attempt cannot be recorded ({error.strerror})"
+    current_app.logger.error(
+        "Kept lead %s quarantined after %s attempts: %s", path.name, attempts, reason
+    )
+    return f"{path}: {reason}; quarantined after {attempts} attempts as {moved_to}"
+
+
+def quarantine(path, attempts, reason):
+    target = quarantine_folder()
+    target.mkdir(mode=0o700, exist_ok=True)
+    write(target / attempts_file(path).name, note(attempts, reason))
+    moved_to = target / path.name
+    os.replace(path, moved_to)
+    attempts_file(path).unlink(missing_ok=True)
+    return moved_to
+
+
+def attempts_file(path):
+    return path.with_name(f"{path.name.removesuffix(RECORD)}{ATTEMPTS}")
+
+
+def note(attempts, reason):
+    return json.dumps({"attempts": attempts, "reason": reason}).encode()
+
+
+def attempts_of(path):
+    """(attempts, last reason) counted for a kept file: (0, "") before any, or if unreadable."""
+    try:
+        counted = json.loads(contents_of(attempts_file(path)))
+        return int(counted["attempts"]), str(counted["reason"])
+    except (OSError, SpoolError, ValueError, TypeError, KeyError):
+        return 0, ""
+
+
+def remove(path):
+    """Delete a kept file and its count; False (and logged) if it cannot be deleted."""
+    try:
+        path.unlink(missing_ok=True)
+        attempts_file(path).unlink(missing_ok=True)
+    except OSError as error:
+        current_app.logger.error("Kept lead %s cannot be deleted: %s", path, error.strerror)
+        return False
+    return True
+
+
+def remove_leftovers(spool):
+    """Delete temporary files a crash left in keep(): they may hold a visitor's data."""
+    cutoff = time.time() - TEMPORARY_MAX_AGE.total_seconds()
+    for path in files(spool, TEMPORARY):
+        try:
+            if path.lstat().st_mtime < cutoff:
+                path.unlink()
+                current_app.logger.info("Leftover temporary file %s deleted", path.name)
+        except FileNotFoundError:
+            continue
+        except OSError as error:
+            current_app.logger.error(
+                "Leftover temporary file %s cannot be deleted: %s", path.name, error.strerror
+            )
+
+
+def waiting_since(path):
+    """When the file was kept: its modification time, which a rename leaves as it was."""
+    return datetime.fromtimestamp(path.lstat().st_mtime, UTC)
+
+
+def entries():
+    """Every kept file, then every quarantined one, with its age, attempts and last reason."""
+    found = []
+    for directory, quarantined in [(folder(), False), (quarantine_folder(), True)]:
+        for path in files(directory, RECORD):
+            try:
+                since = waiting_since(path)
+            except FileNotFoundError:
+                continue
+            found.append(Entry(path, quarantined, since, *attempts_of(path)))
+    return found
+
+
+def backlog():
+    """How many leads wait in the spool and in quarantine, and the oldest of each."""
+    waiting = entries()
+    kept = [entry.waiting_since for entry in waiting if not entry.quarantined]
+    held = [entry.waiting_since for entry in waiting if entry.quarantined]
+    return Backlog(len(kept), min(kept, default=None), len(held), min(held, default=None))
+
+
+def retry(path):
+    """Move a quarantined file back to the spool with its count cleared."""
+    os.replace(path, folder() / path.name)
+    attempts_file(path).unlink(missing_ok=True)
+
+
+def received_at(path):
+    """When the kept lead was received; for a file that cannot be read, when it was kept."""
+    try:
+        return lead_from(read(path)).created_at or waiting_since(path)
+    except (OSError, SpoolError):
+        return waiting_since(path)
+
+
+def purge(cutoff, dry_run=False):
+    """Delete kept and quarantined leads received before `cutoff`. Returns (how many were or
+    would be deleted, a line for each file that could not be)."""
+    old = []
+    for entry in entries():
+        try:
+            if received_at(entry.path) < cutoff:
+                old.append(entry.path)
+        except FileNotFoundError:
+            continue
+    if dry_run:
+        return len(old), []
+    problems = [f"{path} cannot be deleted" for path in old if not remove(path)]
+    return len(old) - len(problems), problems
+
+
+def discard(reference):
+    """Delete the kept or quarantined copies of a lead being erased (a failure is logged)."""
+    for path in places(reference):
+        remove(path)

@@ -12,7 +12,7 @@ from sqlalchemy.orm import joinedload, selectinload
 
 from app.accounts.models import User
 from app.extensions import db
-from app.leads import delivery
+from app.leads import delivery, spool
 from app.leads.models import LEAD_STATUSES, Lead, LeadActivity, LeadNote, OutboxMessage
 from app.leads.notifications import queue_notifications
 from app.types import utcnow
@@ -156,7 +156,10 @@ def resend_message(lead, message, actor):
 
 
 def erase_lead(lead, actor):
-    """Delete the lead, its notes and its emails; the trail keeps that it was erased, by whom."""
+    """Delete the lead, its notes and its emails, and a copy of it still kept in the spool (a
+    drain that stored it but could not delete the file); the trail keeps that it was erased,
+    by whom. The copy goes first: left behind, it would be stored again by the next drain."""
+    spool.discard(lead.reference)
     remove_leads([(lead.id, lead.reference)], actor.id if actor else None, "erased")
     db.session.commit()
 

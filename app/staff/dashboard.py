@@ -7,7 +7,7 @@ from flask_login import current_user
 
 from app import dates
 from app.accounts import throttle
-from app.leads import stats
+from app.leads import spool, stats
 from app.staff import charts
 from app.types import utcnow
 
@@ -47,9 +47,18 @@ def index():
         lock_outs=recent_lock_outs(now) if current_user.is_admin else None,
         lock_out_days=LOCK_OUT_DAYS,
         scope_labels=SCOPE_LABELS,
+        spool=spool_backlog() if current_user.is_admin else None,
         now=now,
         lead_url=lead_url,
     )
+
+
+def spool_backlog():
+    """The leads the database has not taken yet, or why the spool cannot be read."""
+    try:
+        return spool.backlog()
+    except OSError as error:
+        return error.strerror
 
 
 def recent_lock_outs(now):
