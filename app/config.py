@@ -23,6 +23,9 @@ DEFAULTS = {
     # Seconds to wait for PostgreSQL to answer a new connection: a host that has gone silent
     # must not hold a visitor's form post (the lead goes to the spool instead).
     "DATABASE_CONNECT_TIMEOUT": 5,
+    # Seconds the form's database work may take (app/database_deadline.py) before the lead
+    # goes to the spool instead: a host that stops answering must not hold the visitor.
+    "DATABASE_FORM_TIMEOUT": 8,
     "MAIL_SERVER": None,
     "MAIL_PORT": 25,
     "MAIL_USE_TLS": False,
@@ -98,6 +101,7 @@ ENVIRONMENT = {
     "SECRET_KEY": ("SECRET_KEY", str),
     "DATABASE_URL": ("SQLALCHEMY_DATABASE_URI", str),
     "DATABASE_CONNECT_TIMEOUT": ("DATABASE_CONNECT_TIMEOUT", int),
+    "DATABASE_FORM_TIMEOUT": ("DATABASE_FORM_TIMEOUT", float),
     "SITE_URL": ("SITE_URL", str),
     "PORT": ("PORT", int),
     "SITE_NAME": ("SITE_NAME", str),
@@ -286,12 +290,33 @@ def resolve_log_format(raw, production):
     return log_format
 
 
+# libpq's TCP settings for a host that stops acknowledging what is sent (a partition): an
+# idle pooled connection is found dead within about 25 s (keepalives), and a call waiting
+# for an answer gives up after 10 s without an acknowledgement (tcp_user_timeout, in ms).
+POSTGRES_TCP_SETTINGS = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 10_000,
+}
+
+
 def limit_connect_time(config):
-    """libpq's connect_timeout, unless the URL or the engine options set one."""
+    """libpq's connect_timeout and TCP settings, unless the URL or the engine options set
+    them. DATABASE_FORM_TIMEOUT is checked here too: only PostgreSQL uses it."""
+    timeout = config["DATABASE_FORM_TIMEOUT"]
+    if timeout <= 0:
+        raise ConfigurationError(
+            f"DATABASE_FORM_TIMEOUT must be more than 0 seconds, not {timeout!r}."
+        )
     options = dict(config.get("SQLALCHEMY_ENGINE_OPTIONS", {}))
     connect_args = dict(options.get("connect_args", {}))
-    if "connect_timeout" not in make_url(config["SQLALCHEMY_DATABASE_URI"]).query:
-        connect_args.setdefault("connect_timeout", config["DATABASE_CONNECT_TIMEOUT"])
+    in_url = make_url(config["SQLALCHEMY_DATABASE_URI"]).query
+    defaults = {"connect_timeout": config["DATABASE_CONNECT_TIMEOUT"], **POSTGRES_TCP_SETTINGS}
+    for name, value in defaults.items():
+        if name not in in_url:
+            connect_args.setdefault(name, value)
     config["SQLALCHEMY_ENGINE_OPTIONS"] = {**options, "connect_args": connect_args}
 
 

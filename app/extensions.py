@@ -18,6 +18,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import DeclarativeBase
 
+from app import database_deadline
 from app.mail import SiteMail
 
 NAMING_CONVENTION = {
@@ -38,10 +39,11 @@ def include_in_autogenerate(object, name, type_, reflected, compare_to):
     return not (type_ == "index" and reflected and name == "ix_leads_search")
 
 
-# pool_pre_ping: a pooled connection that PostgreSQL closed (a restart, an idle timeout) is
-# replaced before use, instead of failing the next request, perhaps a lead being sent.
 # hide_parameters: a logged database error never carries what a visitor typed.
-db = SQLAlchemy(model_class=Base, engine_options={"pool_pre_ping": True, "hide_parameters": True})
+# No pool_pre_ping: app/database_deadline.py pings each pooled connection before use instead
+# (one PostgreSQL closed is replaced, rather than failing a lead being sent), where a time
+# limit can cut a ping that a host gone silent would hold for minutes.
+db = SQLAlchemy(model_class=Base, engine_options={"hide_parameters": True})
 # What "the database cannot be reached now" looks like: refused, dropped, timed out connecting
 # (DATABASE_CONNECT_TIMEOUT), or no pooled connection free within the pool's timeout.
 DATABASE_UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout)
@@ -92,6 +94,8 @@ csrf = CSRFProtect()
 
 def init_app(app):
     db.init_app(app)
+    with app.app_context():
+        database_deadline.init_engine(db.engine)
     # The scripts beside the package, so `flask db` works from any directory.
     migrate.init_app(app, db, directory=str(Path(app.root_path).parent / "migrations"))
     compress.init_app(app)

@@ -156,9 +156,9 @@ def test_postgresql_connections_wait_at_most_the_connect_timeout(app_config):
     )
     in_url = create_app({**app_config, "SQLALCHEMY_DATABASE_URI": url + "?connect_timeout=9"})
 
-    assert default.config["SQLALCHEMY_ENGINE_OPTIONS"]["connect_args"] == {"connect_timeout": 5}
-    assert chosen.config["SQLALCHEMY_ENGINE_OPTIONS"]["connect_args"] == {"connect_timeout": 2}
-    assert in_url.config["SQLALCHEMY_ENGINE_OPTIONS"]["connect_args"] == {}
+    assert default.config["SQLALCHEMY_ENGINE_OPTIONS"]["connect_args"]["connect_timeout"] == 5
+    assert chosen.config["SQLALCHEMY_ENGINE_OPTIONS"]["connect_args"]["connect_timeout"] == 2
+    assert "connect_timeout" not in in_url.config["SQLALCHEMY_ENGINE_OPTIONS"]["connect_args"]
 
 
 @pytest.mark.parametrize("secret", ["s" * 32, "é" * 16])

@@ -5,6 +5,7 @@ from urllib.parse import parse_qs, urlsplit
 from flask import current_app, request
 from sqlalchemy import select
 
+from app.database_deadline import time_limit
 from app.extensions import cause_of, db
 from app.leads import delivery, spool
 from app.leads.forms import CONSENT_VERSION, consent_text
@@ -20,10 +21,11 @@ UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_conte
 def submit_lead(form, spam_reason=None):
     """Store the lead and its outbox rows, commit, then nudge delivery. Returns the lead.
 
-    If the commit fails for any reason (the database unreachable, read-only during a
-    failover, behind the code's migrations, or a driver error nobody foresaw), the lead is
-    kept in the spool instead, to be stored (with its notifications) by the delivery worker
-    once the database takes it. The form is valid by now: no failure of ours may lose it.
+    If the commit fails for any reason (the database unreachable, silent past
+    DATABASE_FORM_TIMEOUT, read-only during a failover, behind the code's migrations, or a
+    driver error nobody foresaw), the lead is kept in the spool instead, to be stored (with
+    its notifications) by the delivery worker once the database takes it. The form is valid
+    by now: no failure of ours may lose it.
     """
     lead = Lead(
         reference=new_reference(),
@@ -41,10 +43,11 @@ def submit_lead(form, spam_reason=None):
         **attribution(form.source_page.data, form.page_referrer.data),
     )
     try:
-        db.session.add(lead)
-        if not lead.is_spam:
-            queue_notifications(lead)
-        db.session.commit()
+        with time_limit(db.session, current_app.config["DATABASE_FORM_TIMEOUT"]):
+            db.session.add(lead)
+            if not lead.is_spam:
+                queue_notifications(lead)
+            db.session.commit()
     except Exception as error:
         discard_session()
         keep_in_spool(lead, reason=type(cause_of(error)).__name__)
