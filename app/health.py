@@ -9,6 +9,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.backup.schema import head, revision_of
 from app.extensions import db
+from app.leads import spool
 from app.leads.models import OutboxMessage
 from app.types import utcnow
 
@@ -23,15 +24,20 @@ def healthz():
 
 @blueprint.get("/readyz")
 def readyz():
-    """Ready for traffic: the database answers, its schema is this code's, mail is moving."""
-    try:
-        with db.engine.connect() as connection:
-            reason = schema_problem(connection) or outbox_problem(connection)
-    except SQLAlchemyError:
-        reason = "database unreachable"
+    """Ready for traffic: the database answers, its schema is this code's, mail is moving,
+    and kept leads are moving into the database."""
+    reason = database_problem() or spool_problem()
     if reason:
         return probe_response(503, status="unavailable", reason=reason)
     return probe_response(200, status="ok")
+
+
+def database_problem():
+    try:
+        with db.engine.connect() as connection:
+            return schema_problem(connection) or outbox_problem(connection)
+    except SQLAlchemyError:
+        return "database unreachable"
 
 
 @cache
@@ -57,6 +63,25 @@ def outbox_problem(connection):
     limit = timedelta(seconds=current_app.config["READY_MAX_OUTBOX_AGE_SECONDS"])
     if age > limit:
         return f"outbox stuck: oldest pending message is {int(age.total_seconds())} s old"
+    return None
+
+
+def spool_problem():
+    try:
+        backlog = spool.backlog()
+    except OSError as error:
+        return f"spool cannot be read: {error.strerror}"
+    if backlog.quarantined:
+        return (
+            f"{backlog.quarantined} kept {'lead' if backlog.quarantined == 1 else 'leads'} "
+            "quarantined: see `flask leads spool list`"
+        )
+    if backlog.oldest_kept is None:
+        return None
+    age = utcnow() - backlog.oldest_kept
+    limit = timedelta(seconds=current_app.config["READY_MAX_SPOOL_AGE_SECONDS"])
+    if age > limit:
+        return f"spool backlog: oldest kept lead is {int(age.total_seconds())} s old"
     return None
 
 

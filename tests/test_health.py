@@ -1,4 +1,7 @@
+import os
+import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -96,3 +99,51 @@ def test_readyz_fails_when_migrations_are_behind(client, stamped_behind):
 
     assert response.status_code == 503
     assert response.json["reason"] == f"database schema at 0001, code expects {stamped_behind}"
+
+
+def keep_file(app, name, age=timedelta(0), folder=""):
+    """A file in the spool (or one of its folders), kept `age` ago."""
+    path = Path(app.config["LEAD_SPOOL_DIR"]) / folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("{}")
+    moment = time.time() - age.total_seconds()
+    os.utime(path, (moment, moment))
+    return path
+
+
+def test_readyz_fails_when_a_kept_lead_waits_too_long(app, client):
+    app.config["READY_MAX_SPOOL_AGE_SECONDS"] = 600
+    keep_file(app, "LC-AAAA-AAAA.json", timedelta(seconds=30))
+    keep_file(app, "tmp1234.tmp", timedelta(hours=2))  # not a lead
+    assert client.get("/readyz").status_code == 200
+
+    old = keep_file(app, "LC-BBBB-BBBB.json", timedelta(minutes=15))
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json["reason"].startswith("spool backlog: oldest kept lead is 9")
+
+    old.unlink()
+    assert client.get("/readyz").status_code == 200
+
+
+def test_readyz_fails_while_a_lead_is_quarantined(app, client):
+    path = keep_file(app, "LC-AAAA-AAAA.json", folder="quarantine")
+    keep_file(app, "LC-AAAA-AAAA.attempts", folder="quarantine")
+
+    response = client.get("/readyz")
+
+    assert response.status_code == 503
+    assert response.json["reason"] == ("1 kept lead quarantined: see `flask leads spool list`")
+    path.unlink()
+    assert client.get("/readyz").status_code == 200
+
+
+def test_readyz_fails_when_the_spool_cannot_be_read(make_app, tmp_path):
+    not_a_folder = tmp_path / "a-file"
+    not_a_folder.write_text("")
+    app = make_app(LEAD_SPOOL_DIR=str(not_a_folder))
+
+    response = app.test_client().get("/readyz")
+
+    assert response.status_code == 503
+    assert response.json["reason"] == "spool cannot be read: Not a directory"
