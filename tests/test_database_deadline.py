@@ -12,7 +12,8 @@ from app.config import ConfigurationError
 from app.database_deadline import time_limit
 from app.extensions import db
 from app.leads import delivery
-from tests.test_database_failures import reference_of, spool_file, stored_leads
+from tests.conftest import spool_file, stored_leads
+from tests.test_database_failures import reference_of
 
 # How long a form post may wait while the database is silent: the default time limit (8 s)
 # and a little, well inside the 60 s after which nginx gives the visitor a 504.
