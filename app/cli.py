@@ -342,16 +342,22 @@ CONTENTS = {
     "posts": "post",
     "users": "staff account",
 }
+# An archive's folders, what their files are, and how the names of those counted end (a kept
+# lead's count of attempts goes with it).
+FILES = [
+    (archive.UPLOADS, "uploaded cover", ""),
+    (archive.SPOOL, "kept lead", spool.RECORD),
+    (archive.QUARANTINE, "quarantined lead", spool.RECORD),
+]
 
 
 def contents(manifest):
     """What an archive holds, in words: "12 leads, 30 emails, ... (schema revision 0004)"."""
     rows = manifest["database"]["rows"]
     counts = [counted(rows.get(table, 0), noun) for table, noun in CONTENTS.items()]
-    for folder, noun in [(archive.UPLOADS, "uploaded cover"), (archive.SPOOL, "kept lead")]:
-        counts.append(
-            counted(sum(name.startswith(f"{folder}/") for name in manifest["files"]), noun)
-        )
+    for folder, noun, ending in FILES:
+        names = archive.names_in(manifest, folder)
+        counts.append(counted(sum(name.endswith(ending) for name in names), noun))
     return f"{', '.join(counts)} (schema revision {manifest['database']['revision']})"
 
 

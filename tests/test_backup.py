@@ -162,7 +162,7 @@ def site_running(app, post_lead):
 @pytest.fixture
 def site_with_everything(app, runner, make_user, make_post, post_lead, smtp_server):
     """Staff, a post with an uploaded cover, leads whose emails went out, one whose email
-    waits in the outbox, and one kept in the spool."""
+    waits in the outbox, one kept in the spool and one the database refused (quarantined)."""
     make_user("admin", email="grace@agency.test", name="Grace")
     make_post(cover_image=store_cover(png()), cover_alt="Battery cells")
     visitor = app.test_client()
@@ -170,10 +170,17 @@ def site_with_everything(app, runner, make_user, make_post, post_lead, smtp_serv
     smtp_server.configure(app)
     deliver(runner)
     waiting = reference_of(post_lead(visitor, name="Waiting"))
-    kept = kept_lead()
+    kept, refused = kept_lead(), kept_lead("Refused By The Database")
     spool.keep(kept)
+    spool.keep(refused)
+    spool.quarantine(spool.folder() / f"{refused.reference}.json", 3, "refused (DataError)")
     db.session.expire_all()
-    return {"sent": sent, "waiting": waiting, "kept": kept.reference}
+    return {
+        "sent": sent,
+        "waiting": waiting,
+        "kept": kept.reference,
+        "quarantined": refused.reference,
+    }
 
 
 def test_a_backup_taken_while_the_site_runs_restores_every_row_and_file(
@@ -203,6 +210,11 @@ def test_a_backup_taken_while_the_site_runs_restores_every_row_and_file(
     assert files(restored_site.config["UPLOAD_FOLDER"]) == files(app.config["UPLOAD_FOLDER"])
     kept = f"{site_with_everything['kept']}.json"
     assert files(restored_site.config["LEAD_SPOOL_DIR"]).keys() == {kept}
+    with app.app_context():
+        quarantined = files(spool.quarantine_folder())
+    with restored_site.app_context():
+        assert files(spool.quarantine_folder()) == quarantined
+    assert f"{site_with_everything['quarantined']}.json" in quarantined
 
 
 def test_the_restored_site_logs_staff_in_shows_covers_and_takes_new_leads(
@@ -612,7 +624,7 @@ def test_create_names_the_archive_in_a_folder_keeps_it_private_and_never_overwri
     assert re.fullmatch(r"backup-\d{8}T\d{6}Z\.tar\.gz", path.name)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert str(path) in result.output and "3 leads" in result.output
-    assert "1 kept lead (" in result.output and "1 uploaded cover," in result.output
+    assert "1 uploaded cover, 1 kept lead, 1 quarantined lead (" in result.output
     again = invoke(app, "backup", "create", str(path))
     nowhere = invoke(app, "backup", "create", str(backups / "no-such-folder" / "b.tar.gz"))
     assert again.exit_code == nowhere.exit_code == 1

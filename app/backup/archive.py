@@ -1,7 +1,7 @@
 """The backup archive: a gzip'd tar with manifest.json first, then the database copy, the
-uploaded covers (uploads/) and the kept leads (spool/). The manifest holds the schema revision,
-the rows in each table and each file's size and SHA-256, so a restore can check everything
-before it changes anything (app.backup.members reads it back).
+uploaded covers (uploads/), the kept leads (spool/) and the quarantined ones (quarantine/). The
+manifest holds the schema revision, the rows in each table and each file's size and SHA-256, so
+a restore can check everything before it changes anything (app.backup.members reads it back).
 """
 
 import hashlib
@@ -21,6 +21,7 @@ from app.backup.databases import BackupError
 from app.backup.members import (
     FORMAT,
     MANIFEST,
+    QUARANTINE,
     SPOOL,
     UPLOADS,
     is_plain_name,
@@ -41,8 +42,11 @@ def create(path):
         staging = Path(staging)
         # Kept leads before the snapshot: one the worker moves into the database in between is
         # then in both copies (its unique reference makes the second harmless), never in
-        # neither.
-        copy_files(spool.folder(), staging / SPOOL, "*.json")
+        # neither. The spool before its quarantine, the way the worker moves files. Each lead
+        # goes with its count of attempts.
+        kept = (f"*{spool.RECORD}", f"*{spool.ATTEMPTS}")
+        copy_files(spool.folder(), staging / SPOOL, *kept)
+        copy_files(spool.quarantine_folder(), staging / QUARANTINE, *kept)
         revision, rows = database.dump(staging / database.file_name)
         if revision is None:
             raise BackupError("The database has no schema yet: run `flask db upgrade` first.")
@@ -73,10 +77,10 @@ def archive_path(path):
     return path
 
 
-def copy_files(source, destination, pattern):
+def copy_files(source, destination, *patterns):
     """Copy the folder's finished files under plain names (a dot starts a partial upload's)."""
     destination.mkdir()
-    for file in sorted(source.glob(pattern)) if source.is_dir() else []:
+    for file in sorted({file for pattern in patterns for file in source.glob(pattern)}):
         if file.is_file() and is_plain_name(file.name):
             shutil.copy2(file, destination / file.name)
 
@@ -131,7 +135,8 @@ def verify(path):
 
 
 def restore(path, force=False):
-    """Put a backup back: the covers, the database in one step, then the kept leads.
+    """Put a backup back: the covers, the database in one step, then the kept and quarantined
+    leads.
 
     Refuses, before changing anything, an archive that is damaged, holds anything its manifest
     does not name, is from another kind of database, or from a schema this code does not know,
@@ -156,6 +161,7 @@ def restore(path, force=False):
         info = manifest["database"]
         database.load(staging / info["file"], info["revision"], info["rows"])
         put_files(staging, manifest, SPOOL, spool.folder(), replace=False)
+        put_files(staging, manifest, QUARANTINE, spool.quarantine_folder(), replace=False)
         db.engine.dispose()
     return manifest
 
