@@ -25,10 +25,17 @@ def healthz():
 @blueprint.get("/readyz")
 def readyz():
     """Ready for traffic: the database answers, its schema is this code's, mail is moving,
-    and kept leads are moving into the database."""
-    reason = database_problem() or spool_problem()
+    and kept leads are moving into the database. A quarantined lead needs a person, not
+    fewer nodes: it is reported, and the node stays in service."""
+    try:
+        backlog, reason = spool.backlog(), None
+    except OSError as error:
+        backlog, reason = None, f"spool cannot be read: {error.strerror}"
+    reason = database_problem() or reason or backlog_problem(backlog)
     if reason:
         return probe_response(503, status="unavailable", reason=reason)
+    if backlog.quarantined:
+        return probe_response(200, status="ok", warnings=[quarantine_warning(backlog)])
     return probe_response(200, status="ok")
 
 
@@ -66,16 +73,7 @@ def outbox_problem(connection):
     return None
 
 
-def spool_problem():
-    try:
-        backlog = spool.backlog()
-    except OSError as error:
-        return f"spool cannot be read: {error.strerror}"
-    if backlog.quarantined:
-        return (
-            f"{backlog.quarantined} kept {'lead' if backlog.quarantined == 1 else 'leads'} "
-            "quarantined: see `flask leads spool list`"
-        )
+def backlog_problem(backlog):
     if backlog.oldest_kept is None:
         return None
     age = utcnow() - backlog.oldest_kept
@@ -83,6 +81,11 @@ def spool_problem():
     if age > limit:
         return f"spool backlog: oldest kept lead is {int(age.total_seconds())} s old"
     return None
+
+
+def quarantine_warning(backlog):
+    leads = "lead" if backlog.quarantined == 1 else "leads"
+    return f"{backlog.quarantined} kept {leads} quarantined: see `flask leads spool list`"
 
 
 def probe_response(code, **body):

@@ -129,6 +129,24 @@ def test_a_black_holed_connection_answers_the_form_in_time_and_the_lead_arrives_
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("database_uri", ["postgresql"], indirect=True)
+def test_a_repeated_message_sent_into_the_silence_answers_in_time_and_is_kept(
+    make_app, proxy, post_lead
+):
+    """Sending a message again looks up the lead it made first: that lookup is limited too,
+    and if it cannot answer, the repeat is kept rather than lost."""
+    app = make_app(SQLALCHEMY_DATABASE_URI=proxy.url, RATELIMIT_ENABLED=True)
+    visitor = app.test_client()
+    first = reference_of(post_lead(visitor))
+    proxy.black_hole()
+
+    response = within(FORM_ANSWER_SECONDS, post_lead, visitor)
+
+    reference = reference_of(response)
+    assert reference != first and spool_file(app, reference).exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_uri", ["postgresql"], indirect=True)
 def test_a_new_connection_that_gets_no_answer_waits_no_longer_than_the_form_may(
     make_app, proxy, post_lead
 ):

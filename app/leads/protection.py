@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
@@ -21,7 +22,8 @@ from limits import parse_many
 from sqlalchemy import select
 
 from app import counters
-from app.extensions import DATABASE_UNAVAILABLE, client_network, db, limiter, shared_key
+from app.database_deadline import time_limit
+from app.extensions import client_network, db, limiter, shared_key
 from app.leads.models import Lead
 from app.types import utcnow
 
@@ -162,8 +164,23 @@ def release_message(form):
 def earlier_lead(form):
     """The lead a repeat of this message already stored, waiting a moment for one still
     being committed; None if there is none to show (then the repeat is stored itself)."""
+    try:
+        with time_limit(db.session, REPEAT_WAIT_SECONDS + 1):
+            return wait_for_lead_sent_with(form)
+    except Exception:
+        # Only a lookup: whatever stops it (a silent database, say), the repeat is stored.
+        current_app.logger.warning(
+            "Could not look up the lead of a repeated message", exc_info=True
+        )
+        with suppress(Exception):
+            db.session.remove()
+        return None
+
+
+def wait_for_lead_sent_with(form):
     give_up_at = time.monotonic() + REPEAT_WAIT_SECONDS
     while (lead := lead_sent_with(form)) is None and time.monotonic() < give_up_at:
+        db.session.rollback()  # a new snapshot: the first post may commit meanwhile
         time.sleep(0.1)
     return lead
 
@@ -180,8 +197,4 @@ def lead_sent_with(form):
         .order_by(Lead.id.desc())
         .limit(1)
     )
-    try:
-        return db.session.scalars(query).first()
-    except DATABASE_UNAVAILABLE:
-        db.session.rollback()
-        return None
+    return db.session.scalars(query).first()
