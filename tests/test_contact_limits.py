@@ -215,7 +215,8 @@ def test_with_the_store_unreachable_the_limits_hold_in_memory_with_a_warning(
 
     assert statuses == [303, 303, 429]
     assert repeat.status_code == 303
-    assert "Rate limit storage unreachable" in caplog.text
+    # Tried once, then left alone for a while: a silent store costs one timeout, not one a call.
+    assert caplog.text.count("Rate limit storage unreachable") == 1
     assert "counting in this process's memory" in caplog.text
     with app.app_context():
         assert [lead.message for lead in stored_leads()] == ["Question 0", "Question 1"]

@@ -83,6 +83,9 @@ def end_claims():
     db.session.commit()
 
 
+# It waits out a real lease, about a minute: once, on the database production runs.
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_uri", ["postgresql"], indirect=True)
 def test_a_killed_workers_message_is_sent_by_another_when_the_default_claim_ends(
     app, make_lead, database_uri, stalling_smtp_server
 ):
