@@ -99,12 +99,15 @@ def test_odd_entries_in_the_spool_never_stop_the_good_leads_or_the_mail(
         "LC-0000-0003": "a symbolic link, not a file",
         CORRUPT: "not a complete lead record",
         "LC-0000-0005": "unknown fields: colour",
+        "LC-0000-0006": "not valid Unicode: message",
     }
     (folder / "LC-0000-0001.json").mkdir()
     os.mkfifo(folder / "LC-0000-0002.json")  # a plain read would wait for a writer forever
     (folder / "LC-0000-0003.json").symlink_to(folder / "elsewhere.json")
     write_corrupt(app)
     (folder / "LC-0000-0005.json").write_text('{"reference": "LC-0000-0005", "colour": "blue"}')
+    # JSON may hold a lone surrogate; no database can store it.
+    (folder / "LC-0000-0006.json").write_text('{"reference": "LC-0000-0006", "message": "\\ud800"}')
 
     result = deliver(app.test_cli_runner())
 
@@ -280,6 +283,23 @@ def test_a_record_the_database_refuses_is_counted_and_the_others_move_in(make_ap
     assert counted["attempts"] == 1
 
 
+def test_an_attempt_is_counted_at_most_once_a_minute(make_app):
+    """Workers try every second: a fault that passes within minutes does not use every
+    attempt up."""
+    app = make_app()
+    refused = spool_file(app, keep(app, email=None))
+
+    problems = [drain(app)[1] for _ in range(3)]
+
+    assert problems[0][0].endswith("(attempt 1 of 3)")
+    assert [
+        problem[0].endswith("(attempt 1 of 3 counted already)") for problem in problems[1:]
+    ] == [True] * 2
+    assert json.loads(attempts_file(refused).read_text())["attempts"] == 1
+    a_minute_passes(spool_folder(app))
+    assert drain(app)[1][0].endswith("(attempt 2 of 3)")
+
+
 # Quarantine
 
 
@@ -291,7 +311,14 @@ def quarantined(make_app, caplog):
     write_corrupt(make_app())
     for _ in range(spool.QUARANTINE_AFTER):
         drain(make_app())  # a restart between runs: the count is on disk
+        a_minute_passes(spool_folder(make_app()))
     return refused
+
+
+def a_minute_passes(folder):
+    """Attempts are counted at most once a minute: make the last count a minute old."""
+    for counted in folder.glob("*.attempts"):
+        age_file(counted, spool.ATTEMPT_SPACING)
 
 
 def test_a_file_refused_three_times_is_quarantined_and_named_in_the_log(app, quarantined, caplog):

@@ -7,12 +7,13 @@ worker moves kept leads into the database before each run; the unique reference 
 happen once, however many workers try at once.
 
 Each file is moved on its own. When the database cannot take writes at all (unreachable,
-read-only, behind the code's migrations, or an error nobody foresaw), the run stops and every
-file waits, with nothing counted against it. When the database refuses one record (a
-constraint, a value it cannot hold), or the file cannot be read, that is an attempt, counted
-on disk beside the file in <reference>.attempts (so a restarted worker keeps the count). After
-QUARANTINE_AFTER attempts the file and its count move to quarantine/, for a person to look at
-with `flask leads spool`, and the other files carry on.
+read-only, behind the code's migrations), the run stops and every file waits, with nothing
+counted against it. Any other failure to store one record (a constraint, a value it cannot
+hold or encode, an error nobody foresaw), or a file that cannot be read, is an attempt,
+counted on disk beside the file in <reference>.attempts (so a restarted worker keeps the
+count), at most once every ATTEMPT_SPACING so that a passing fault does not use them all up.
+After QUARANTINE_AFTER attempts the file and its count move to quarantine/, for a person to
+look at with `flask leads spool`, and the other files carry on.
 """
 
 import json
@@ -26,7 +27,14 @@ from pathlib import Path
 
 from flask import current_app
 from sqlalchemy import select
-from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import (
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    OperationalError,
+    ProgrammingError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from app.extensions import cause_of, db
 from app.leads.models import REFERENCE, Lead
@@ -45,13 +53,15 @@ ATTEMPTS = ".attempts"
 TEMPORARY = ".tmp"
 QUARANTINE = "quarantine"
 QUARANTINE_AFTER = 3
+ATTEMPT_SPACING = timedelta(minutes=1)
 # keep() removes its temporary file when it fails; an older one was left by a crash.
 TEMPORARY_MAX_AGE = timedelta(hours=1)
 # A form post is at most 64 KB: a larger file is not a lead this site kept.
 MAX_RECORD_BYTES = 1024 * 1024
-# Answers only this record can cause. Any other error means the database cannot take writes
-# now, and waiting costs nothing: a narrow list here never quarantines a good lead.
-REFUSALS = (IntegrityError, DataError)
+# The database as a whole cannot take writes now: unreachable, read-only (InternalError),
+# behind the code's migrations (ProgrammingError; OperationalError on SQLite). Anything else
+# is about the one record, and counts against it.
+DATABASE_NOT_NOW = (OperationalError, InterfaceError, InternalError, ProgrammingError, PoolTimeout)
 
 
 class SpoolError(ValueError):
@@ -186,7 +196,19 @@ def read(path):
     not_text = [key for key, value in record.items() if not isinstance(value, str)]
     if not_text:
         raise SpoolError(f"not text: {', '.join(sorted(not_text))}")
+    unencodable = [key for key, value in record.items() if not encodes(value)]
+    if unencodable:
+        raise SpoolError(f"not valid Unicode: {', '.join(sorted(unencodable))}")
     return record
+
+
+def encodes(text):
+    """False for text holding a lone surrogate, which JSON allows and no database stores."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def lead_from(record):
@@ -221,15 +243,15 @@ def drain():
             continue
         try:
             stored = store(lead)
-        except REFUSALS as error:
+        except DATABASE_NOT_NOW as error:
+            db.session.rollback()
+            problems.append(wait_for_the_database(error))
+            break
+        except Exception as error:
             db.session.rollback()
             refused = f"the database refused it ({type(cause_of(error)).__name__})"
             problems.append(count_refusal(path, refused))
             continue
-        except Exception as error:
-            db.session.rollback()
-            problems.append(wait_for_the_database(error))
-            break
         if stored:
             moved.append(lead.reference)
         remove(path)
@@ -246,7 +268,6 @@ def wait_for_the_database(error):
     current_app.logger.warning(
         "The database cannot take kept leads now (%s); they wait for the next run",
         name,
-        exc_info=not isinstance(error, SQLAlchemyError),  # not the database's: a bug to see
     )
     return f"the database cannot take kept leads now ({name}); they wait for the next run"
 
@@ -275,7 +296,10 @@ def is_stored(reference):
 def count_refusal(path, reason):
     """Count an attempt at a refused or unreadable file, quarantining it at the last one, and
     log it by its name (never what it holds). Returns the line for the worker's report."""
-    attempts = attempts_of(path)[0] + 1
+    attempts = attempts_of(path)[0]
+    if attempts and counted_recently(path):
+        return f"{path}: {reason} (attempt {attempts} of {QUARANTINE_AFTER} counted already)"
+    attempts += 1
     try:
         if attempts < QUARANTINE_AFTER:
             write(attempts_file(path), note(attempts, reason))
@@ -310,6 +334,14 @@ def quarantine(path, attempts, reason):
     os.replace(path, moved_to)
     attempts_file(path).unlink(missing_ok=True)
     return moved_to
+
+
+def counted_recently(path):
+    try:
+        counted_at = attempts_file(path).stat().st_mtime
+    except OSError:
+        return False
+    return time.time() - counted_at < ATTEMPT_SPACING.total_seconds()
 
 
 def attempts_file(path):
