@@ -308,6 +308,40 @@ def stored_leads(app):
         return db.session.scalars(sa.select(Lead).order_by(Lead.id)).all()
 
 
+def reference_of(response):
+    """The lead reference a form post was thanked with (its 303 to the thank-you page)."""
+    assert response.status_code == 303, response.text
+    return response.location.rsplit("/", 1)[1]
+
+
+def unreachable_database(database_uri, tmp_path):
+    """A URL of the same kind as database_uri that no database answers."""
+    if database_uri.startswith("postgresql"):
+        return f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/gone"
+    return f"sqlite:///{tmp_path / 'no-such-folder' / 'site.db'}"
+
+
+@contextmanager
+def read_only(database_uri):
+    """The same database refusing every write: PostgreSQL with default_transaction_read_only
+    (as a hot standby or a failover answers), or the SQLite file opened read-only. Yields the
+    URL to connect with."""
+    url = sa.make_url(database_uri)
+    if url.get_backend_name() == "sqlite":
+        yield f"sqlite:///file:{url.database}?mode=ro&uri=true"
+        return
+    engine = sa.create_engine(database_uri, isolation_level="AUTOCOMMIT")
+    # Opened before the change, so its session can undo it; new connections are read-only.
+    with engine.connect() as connection:
+        setting = f'ALTER DATABASE "{url.database}" {{}} default_transaction_read_only'
+        connection.exec_driver_sql(setting.format("SET") + " = on")
+        try:
+            yield database_uri
+        finally:
+            connection.exec_driver_sql(setting.format("RESET"))
+    engine.dispose()
+
+
 def spool_file(app, reference):
     """Where a lead kept in the spool (LEAD_SPOOL_DIR) is written."""
     return Path(app.config["LEAD_SPOOL_DIR"]) / f"{reference}.json"

@@ -23,7 +23,7 @@ from app.extensions import db
 from app.leads import spool
 from app.leads.models import Lead, new_reference
 from app.posts.uploads import store_cover
-from tests.conftest import STAFF_PASSWORD, csrf_token, deliver
+from tests.conftest import STAFF_PASSWORD, csrf_token, deliver, reference_of
 
 
 @pytest.fixture
@@ -73,11 +73,6 @@ def png():
     buffer = io.BytesIO()
     Image.effect_noise((32, 16), 80).convert("RGB").save(buffer, "PNG")
     return buffer.getvalue()
-
-
-def reference_of(response):
-    assert response.status_code == 303, response.text
-    return response.location.rsplit("/", 1)[1]
 
 
 def kept_lead(name="Kept While Down"):

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from app.extensions import db
 from app.leads import delivery, spool
 from app.leads.models import OutboxMessage
-from tests.conftest import free_port, spool_file, stored_leads
+from tests.conftest import reference_of, spool_file, stored_leads, unreachable_database
 
 
 def terminate_other_backends(database_uri):
@@ -43,13 +43,6 @@ def test_after_every_backend_is_terminated_the_next_form_post_and_staff_page_wor
     assert "Ada Lovelace" in inbox.text
 
 
-def unreachable_database(database_uri, tmp_path):
-    """A URL of the same kind as database_uri that no database answers."""
-    if database_uri.startswith("postgresql"):
-        return f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/gone"
-    return f"sqlite:///{tmp_path / 'no-such-folder' / 'site.db'}"
-
-
 def test_while_the_database_is_down_staff_pages_answer_a_clear_503(
     make_app, client, editor, database_uri, tmp_path, caplog
 ):
@@ -69,11 +62,6 @@ def test_while_the_database_is_down_staff_pages_answer_a_clear_503(
 
 
 # The spool: a lead sent while the database is down
-
-
-def reference_of(response):
-    assert response.status_code == 303, response.text
-    return response.location.rsplit("/", 1)[1]
 
 
 @pytest.fixture
@@ -118,7 +106,9 @@ def test_a_corrupt_spool_file_is_named_and_left_while_the_others_move_in(
     outage, post_lead, smtp_server
 ):
     down, back_up = outage
-    references = [reference_of(post_lead(down.test_client())) for _ in range(2)]
+    references = [
+        reference_of(post_lead(down.test_client(), message=f"Question {n}")) for n in range(2)
+    ]
     broken = spool_file(down, "LC-0000-0000")
     broken.write_text('{"reference": "LC-0000-0000", "name": "Half a wri')  # a crash mid-write
 

@@ -15,7 +15,7 @@ from app.leads import delivery, spool
 from app.leads.models import Lead, new_reference
 from app.leads.notifications import queue_notifications
 from app.types import utcnow
-from tests.conftest import csrf_token, deliver, spool_file, stored_leads
+from tests.conftest import csrf_token, deliver, read_only, spool_file, stored_leads
 
 NOTIFY = {"LEADS_NOTIFY_TO": ["sales@agency.test"]}
 KEPT_FIELDS = {
@@ -153,27 +153,6 @@ def test_leftover_temporary_files_are_deleted_once_old(app):
 
 
 # The database's answer: "not now" for every file, or "not this record"
-
-
-@contextmanager
-def read_only(database_uri):
-    """The same database refusing every write: PostgreSQL with default_transaction_read_only
-    (as a hot standby or a failover answers), or the SQLite file opened read-only. Yields the
-    URL to connect with."""
-    url = sa.make_url(database_uri)
-    if url.get_backend_name() == "sqlite":
-        yield f"sqlite:///file:{url.database}?mode=ro&uri=true"
-        return
-    engine = sa.create_engine(database_uri, isolation_level="AUTOCOMMIT")
-    # Opened before the change, so its session can undo it; new connections are read-only.
-    with engine.connect() as connection:
-        setting = f'ALTER DATABASE "{url.database}" {{}} default_transaction_read_only'
-        connection.exec_driver_sql(setting.format("SET") + " = on")
-        try:
-            yield database_uri
-        finally:
-            connection.exec_driver_sql(setting.format("RESET"))
-    engine.dispose()
 
 
 def test_a_read_only_database_keeps_every_file_uncounted_then_stores_each_lead_once(

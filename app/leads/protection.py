@@ -24,7 +24,8 @@ from sqlalchemy import select
 from app import counters
 from app.database_deadline import time_limit
 from app.extensions import client_network, db, limiter, shared_key
-from app.leads.models import Lead
+from app.leads import spool
+from app.leads.models import REFERENCE_ALPHABET, Lead
 from app.types import utcnow
 
 FORM_CONTENT_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
@@ -34,9 +35,10 @@ ATTEMPTS_SCOPE = "contact-attempts"
 SENT_MESSAGES_KEY = "contact-message"
 # The same name, address and message sent again within this time is the same lead.
 REPEAT_WINDOW = timedelta(hours=24)
-# How long a repeat waits for the lead of the first post (a double click's first request may
-# still be committing) before it is stored itself rather than risk losing it.
-REPEAT_WAIT_SECONDS = 2.0
+# A repeat waits for the first post's lead at most that post's own time limit and this much.
+REPEAT_MARGIN_SECONDS = 2
+# Whether a repeat's lead was erased: asked of the database for at most this long.
+REPEAT_LOOKUP_SECONDS = 1
 
 
 class DatedSigner(TimestampSigner):
@@ -146,55 +148,81 @@ def message_key(form):
 
 
 def claim_message(form):
-    """Record that this message is being stored; False if the same one was, within
-    REPEAT_WINDOW (a double click, or the same form sent again). One atomic increment in
-    the shared store, so of several posts of one message at once exactly one gets True."""
+    """Count a post of this message; True for the first within REPEAT_WINDOW. One atomic
+    increment, so of several posts of one message at once exactly one gets True."""
     if not limiter.enabled:
         return True
-    window = int(REPEAT_WINDOW.total_seconds())
-    return counters.storage("incr", message_key(form), window) == 1
+    return counters.storage("incr", message_key(form), window_seconds()) == 1
+
+
+def record_reference(form, reference):
+    """The first post's lead is stored (or kept in the spool): its repeats may show it."""
+    if limiter.enabled:
+        # A counter holds it, as the store keeps only counters: the reference as a number, + 1.
+        # (A repeat stored because the first lead was erased replaces that one.)
+        counters.storage("clear", lead_key(form))
+        amount = reference_number(reference) + 1
+        counters.storage("incr", lead_key(form), window_seconds(), amount)
 
 
 def release_message(form):
     """The lead was not stored: the visitor may send the same message again."""
     if limiter.enabled:
         counters.storage("clear", message_key(form))
+        counters.storage("clear", lead_key(form))
 
 
-def earlier_lead(form):
-    """The lead a repeat of this message already stored, waiting a moment for one still
-    being committed; None if there is none to show (then the repeat is stored itself)."""
+def earlier_reference(form):
+    """The reference of the lead the first post of this message made. That post may still be
+    storing it, for up to its own DATABASE_FORM_TIMEOUT when the database is silent: it is
+    waited for that long, and a little more. None if there is no lead to show (the first post
+    failed, or staff erased its lead): then the repeat is stored itself, rather than lost."""
+    key = message_key(form)
+    give_up_at = (
+        counters.storage("get_expiry", key)
+        - window_seconds()
+        + current_app.config["DATABASE_FORM_TIMEOUT"]
+        + REPEAT_MARGIN_SECONDS
+    )
+    while True:
+        if recorded := counters.storage("get", lead_key(form)):
+            reference = reference_of_number(recorded - 1)
+            return None if lead_is_gone(reference) else reference
+        if not counters.storage("get", key) or time.time() >= give_up_at:
+            return None
+        time.sleep(0.1)
+
+
+def lead_is_gone(reference):
+    """True only when the database says no lead has this reference and the spool has no
+    copy; a database that cannot answer says nothing."""
+    if spool.kept(reference) is not None:
+        return False
+    query = select(Lead.id).where(Lead.reference == reference)
     try:
-        with time_limit(db.session, REPEAT_WAIT_SECONDS + 1):
-            return wait_for_lead_sent_with(form)
-    except Exception:
-        # Only a lookup: whatever stops it (a silent database, say), the repeat is stored.
-        current_app.logger.warning(
-            "Could not look up the lead of a repeated message", exc_info=True
-        )
+        with time_limit(db.session, REPEAT_LOOKUP_SECONDS):
+            return db.session.scalar(query) is None
+    except Exception as error:
+        current_app.logger.warning("Could not look up lead %s (%s)", reference, error)
+        return False
+    finally:
         with suppress(Exception):
             db.session.remove()
-        return None
 
 
-def wait_for_lead_sent_with(form):
-    give_up_at = time.monotonic() + REPEAT_WAIT_SECONDS
-    while (lead := lead_sent_with(form)) is None and time.monotonic() < give_up_at:
-        db.session.rollback()  # a new snapshot: the first post may commit meanwhile
-        time.sleep(0.1)
-    return lead
+def lead_key(form):
+    return f"{message_key(form)}/lead"
 
 
-def lead_sent_with(form):
-    query = (
-        select(Lead)
-        .where(
-            Lead.created_at >= utcnow() - REPEAT_WINDOW,
-            Lead.email == form.email.data,
-            Lead.name == form.name.data,
-            Lead.message == form.message.data,
-        )
-        .order_by(Lead.id.desc())
-        .limit(1)
-    )
-    return db.session.scalars(query).first()
+def window_seconds():
+    return int(REPEAT_WINDOW.total_seconds())
+
+
+def reference_number(reference):
+    digits = reference.upper().replace("LC-", "").replace("-", "")
+    return int("".join(f"{REFERENCE_ALPHABET.index(digit):05b}" for digit in digits), 2)
+
+
+def reference_of_number(number):
+    digits = "".join(REFERENCE_ALPHABET[(number >> shift) & 31] for shift in range(35, -1, -5))
+    return f"LC-{digits[:4]}-{digits[4:]}"

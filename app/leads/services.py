@@ -19,7 +19,8 @@ UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_conte
 
 
 def submit_lead(form, spam_reason=None):
-    """Store the lead and its outbox rows, commit, then nudge delivery. Returns the lead.
+    """Store the lead and its outbox rows, commit, then nudge delivery. Returns the lead's
+    reference, taken before the commit: thanking the visitor needs no database after it.
 
     If the commit fails for any reason (the database unreachable, silent past
     DATABASE_FORM_TIMEOUT, read-only during a failover, behind the code's migrations, or a
@@ -42,6 +43,7 @@ def submit_lead(form, spam_reason=None):
         spam_reason=spam_reason,
         **attribution(form.source_page.data, form.page_referrer.data),
     )
+    reference = lead.reference
     try:
         with time_limit(db.session, current_app.config["DATABASE_FORM_TIMEOUT"]):
             db.session.add(lead)
@@ -51,9 +53,9 @@ def submit_lead(form, spam_reason=None):
     except Exception as error:
         discard_session()
         keep_in_spool(lead, reason=type(cause_of(error)).__name__)
-        return lead
+        return reference
     delivery.wake()
-    return lead
+    return reference
 
 
 def discard_session():

@@ -53,7 +53,7 @@ def submit():
     if not form.validate() or token is None:
         return show_again(form, unconfirmed=token is None)
     # A double click, or the same message sent again: the thanks page of the lead it made.
-    if not protection.claim_message(form) and (earlier := protection.earlier_lead(form)):
+    if not protection.claim_message(form) and (earlier := protection.earlier_reference(form)):
         return redirect_to_thanks(earlier)
     # Only a message that would be stored counts: correcting a mistake, or pressing Send
     # twice, costs nothing.
@@ -66,19 +66,20 @@ def submit():
 
 def store(form, token):
     try:
-        lead = submit_lead(form, spam_reason=protection.spam_reason(form, token))
+        reference = submit_lead(form, spam_reason=protection.spam_reason(form, token))
     except LeadNotSaved:
         protection.release_message(form)
         return show_again(form, notice=not_saved_message(), status=503)
     except Exception:
         protection.release_message(form)
         raise
-    return redirect_to_thanks(lead)
+    protection.record_reference(form, reference)
+    return redirect_to_thanks(reference)
 
 
-def redirect_to_thanks(lead):
-    annotate(lead=lead.reference)
-    return redirect(url_for("leads.thanks", reference=lead.reference), code=303)
+def redirect_to_thanks(reference):
+    annotate(lead=reference)
+    return redirect(url_for("leads.thanks", reference=reference), code=303)
 
 
 def show_again_later(form, seconds):
