@@ -483,6 +483,23 @@ def test_purge_names_a_spool_it_cannot_read_and_purges_the_database(make_app, tm
     assert result.stderr == f"{not_a_folder} cannot be read: Not a directory.\n"
 
 
+def test_a_lead_whose_spool_copy_cannot_be_deleted_is_not_erased(app, client, make_lead, admin):
+    """Left behind, the copy would be stored again by the next drain: the erasure stops."""
+    lead = make_lead()
+    stuck = spool_file(app, lead.reference)
+    (stuck / "something").mkdir(parents=True)  # a folder where the file would be
+
+    response = client.post(
+        f"/staff/leads/{lead.reference}/erase",
+        data={"csrf_token": csrf_token(client, "/staff/leads/"), "confirm": lead.reference},
+        follow_redirects=True,
+    )
+
+    assert response.status_code == 200
+    assert "cannot be deleted, so the lead has not been erased" in response.text
+    assert [kept.reference for kept in stored_leads(app)] == [lead.reference]
+
+
 def test_erasing_a_lead_deletes_its_copies_in_the_spool_too(app, client, make_lead, admin):
     lead = make_lead()
     # A drain that stored it but could not delete its file, and a copy put in quarantine.

@@ -445,6 +445,6 @@ def purge(cutoff, dry_run=False):
 
 
 def discard(reference):
-    """Delete the kept or quarantined copies of a lead being erased (a failure is logged)."""
-    for path in places(reference):
-        remove(path)
+    """Delete the kept or quarantined copies of a lead being erased; False (and logged) if
+    one of them cannot be deleted."""
+    return all([remove(path) for path in places(reference)])

@@ -159,7 +159,12 @@ def erase_lead(lead, actor):
     """Delete the lead, its notes and its emails, and a copy of it still kept in the spool (a
     drain that stored it but could not delete the file); the trail keeps that it was erased,
     by whom. The copy goes first: left behind, it would be stored again by the next drain."""
-    spool.discard(lead.reference)
+    if not spool.discard(lead.reference):
+        raise WorkflowError(
+            "A copy of this lead is kept on the server and cannot be deleted, so the lead has "
+            "not been erased. Ask whoever runs the server to look at the spool folder (the log "
+            "names the file), then erase the lead again."
+        )
     remove_leads([(lead.id, lead.reference)], actor.id if actor else None, "erased")
     db.session.commit()
 

@@ -218,7 +218,11 @@ def erase(reference):
     form = EraseForm(reference=lead.reference)
     if not form.validate():
         return lead_page(lead, 400, erase_form=form)
-    workflow.erase_lead(lead, actor())
+    try:
+        workflow.erase_lead(lead, actor())
+    except workflow.WorkflowError as error:
+        flash(str(error), "error")
+        return to_lead(lead)
     flash(
         f"Lead {form.reference} has been erased with its notes and emails. "
         "The activity log keeps only that it was erased, by whom and when.",
