@@ -25,18 +25,18 @@ def healthz():
 @blueprint.get("/readyz")
 def readyz():
     """Ready for traffic: the database answers, its schema is this code's, mail is moving,
-    and kept leads are moving into the database. A quarantined lead needs a person, not
-    fewer nodes: it is reported, and the node stays in service."""
+    and the spool can keep leads. Leads waiting in the spool need a person or the database
+    back, not fewer nodes to take the form: they are reported, and the node stays in
+    service."""
     try:
         backlog, reason = spool.backlog(), None
     except OSError as error:
         backlog, reason = None, f"spool cannot be read: {error.strerror}"
-    reason = database_problem() or reason or backlog_problem(backlog)
+    reason = database_problem() or reason
     if reason:
         return probe_response(503, status="unavailable", reason=reason)
-    if backlog.quarantined:
-        return probe_response(200, status="ok", warnings=[quarantine_warning(backlog)])
-    return probe_response(200, status="ok")
+    warnings = spool_warnings(backlog)
+    return probe_response(200, status="ok", **({"warnings": warnings} if warnings else {}))
 
 
 def database_problem():
@@ -73,19 +73,18 @@ def outbox_problem(connection):
     return None
 
 
-def backlog_problem(backlog):
-    if backlog.oldest_kept is None:
-        return None
-    age = utcnow() - backlog.oldest_kept
-    limit = timedelta(seconds=current_app.config["READY_MAX_SPOOL_AGE_SECONDS"])
-    if age > limit:
-        return f"spool backlog: oldest kept lead is {int(age.total_seconds())} s old"
-    return None
-
-
-def quarantine_warning(backlog):
-    leads = "lead" if backlog.quarantined == 1 else "leads"
-    return f"{backlog.quarantined} kept {leads} quarantined: see `flask leads spool list`"
+def spool_warnings(backlog):
+    warnings = []
+    if backlog.oldest_kept is not None:
+        age = utcnow() - backlog.oldest_kept
+        if age > timedelta(seconds=current_app.config["READY_MAX_SPOOL_AGE_SECONDS"]):
+            warnings.append(f"spool backlog: oldest kept lead is {int(age.total_seconds())} s old")
+    if backlog.quarantined:
+        leads = "lead" if backlog.quarantined == 1 else "leads"
+        warnings.append(
+            f"{backlog.quarantined} kept {leads} quarantined: see `flask leads spool list`"
+        )
+    return warnings
 
 
 def probe_response(code, **body):
