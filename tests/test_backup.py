@@ -485,6 +485,8 @@ def with_file(name, entry):
         (lambda manifest: [manifest], "its manifest is not a JSON object"),
         (changed(format=2), "its manifest is of format 2, and this version of the site reads"),
         (changed(created_at="yesterday"), "its manifest's created_at is not a date and time"),
+        (changed(created_at="2026-12-01T10:00:00"), "its manifest's created_at is not a date"),
+        (changed(created_at="0001-01-01T00:00:00+14:00"), "its manifest's created_at is not a"),
         (without("files"), "its manifest's files is missing or not an object"),
         (changed(files=["uploads/x.png"]), "its manifest's files is missing or not an object"),
         (without("database"), "its manifest's database is missing or not an object"),

@@ -12,6 +12,7 @@ import secrets
 import shutil
 import tarfile
 import tempfile
+from contextlib import suppress
 from pathlib import Path
 
 from flask import current_app
@@ -82,7 +83,9 @@ def copy_files(source, destination, *patterns):
     destination.mkdir()
     for file in sorted({file for pattern in patterns for file in source.glob(pattern)}):
         if file.is_file() and is_plain_name(file.name):
-            shutil.copy2(file, destination / file.name)
+            # A kept lead the worker moves in meanwhile is in the database snapshot after this.
+            with suppress(FileNotFoundError):
+                shutil.copy2(file, destination / file.name)
 
 
 def checksums(staging):

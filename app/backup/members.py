@@ -12,7 +12,7 @@ import os
 import re
 import tarfile
 import zlib
-from datetime import datetime
+from datetime import UTC, datetime
 
 from app.backup.databases import BackupError
 
@@ -137,9 +137,12 @@ def check_manifest(manifest):
             f"site reads format {FORMAT}"
         )
     try:
-        datetime.fromisoformat(field(manifest, "created_at", str))
-    except ValueError:
-        raise Refused("its manifest's created_at is not a date and time") from None
+        created_at = datetime.fromisoformat(field(manifest, "created_at", str))
+        created_at.astimezone(UTC)  # a naive time, or one that cannot be shown in UTC, fails
+        if created_at.tzinfo is None:
+            raise ValueError
+    except (ValueError, OverflowError):
+        raise Refused("its manifest's created_at is not a date and time in UTC") from None
     database = field(manifest, "database", dict)
     for key in ("kind", "file", "revision"):
         field(database, key, str, within="database.")
