@@ -53,7 +53,9 @@ def replace_the_addresses_typed():
     connection.execute(
         lock_outs.update()
         .where(lock_outs.c.id == sa.bindparam("row_id"))
-        .values(account_id=sa.bindparam("account"), email_hash=sa.bindparam("hash")),
+        # Blanked before the column is dropped: a dropped column's values stay in the rows
+        # until they are written again.
+        .values(account_id=sa.bindparam("account"), email_hash=sa.bindparam("hash"), email=""),
         [
             {
                 "row_id": row_id,
