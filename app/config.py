@@ -91,7 +91,7 @@ DEFAULTS = {
     "SENTRY_DSN": None,
     # /readyz fails when a notification has waited longer than this to be sent.
     "READY_MAX_OUTBOX_AGE_SECONDS": 900,
-    # /readyz fails when a lead has waited in the spool longer than this to be stored.
+    # /readyz warns when a lead has waited in the spool longer than this to be stored.
     "READY_MAX_SPOOL_AGE_SECONDS": 900,
 }
 
@@ -199,7 +199,7 @@ def load(app, test_config=None):
     else:
         app.config.update(test_config)
     apply_derived_defaults(app)
-    check_delivery_claim(app.config)
+    check_timeouts(app.config)
     check_production(app.config)
 
 
@@ -304,12 +304,7 @@ POSTGRES_TCP_SETTINGS = {
 
 def limit_connect_time(config):
     """libpq's connect_timeout and TCP settings, unless the URL or the engine options set
-    them. DATABASE_FORM_TIMEOUT is checked here too: only PostgreSQL uses it."""
-    timeout = config["DATABASE_FORM_TIMEOUT"]
-    if timeout <= 0:
-        raise ConfigurationError(
-            f"DATABASE_FORM_TIMEOUT must be more than 0 seconds, not {timeout!r}."
-        )
+    them."""
     options = dict(config.get("SQLALCHEMY_ENGINE_OPTIONS", {}))
     connect_args = dict(options.get("connect_args", {}))
     in_url = make_url(config["SQLALCHEMY_DATABASE_URI"]).query
@@ -326,11 +321,16 @@ def limit_connect_time(config):
 MAIL_TIMEOUTS_PER_CLAIM = 5
 
 
+def check_timeouts(config):
+    for name in ("DATABASE_FORM_TIMEOUT", "MAIL_TIMEOUT"):
+        if config[name] <= 0:
+            raise ConfigurationError(f"{name} must be more than 0 seconds, not {config[name]!r}.")
+    check_delivery_claim(config)
+
+
 def check_delivery_claim(config):
     """A claim that ends during a send lets another worker send the same message again."""
     timeout, lease = config["MAIL_TIMEOUT"], config["DELIVERY_CLAIM_SECONDS"]
-    if timeout <= 0:
-        raise ConfigurationError(f"MAIL_TIMEOUT must be more than 0 seconds, not {timeout!r}.")
     if lease < MAIL_TIMEOUTS_PER_CLAIM * timeout:
         raise ConfigurationError(
             f"DELIVERY_CLAIM_SECONDS ({lease}) must be at least {MAIL_TIMEOUTS_PER_CLAIM} times "

@@ -24,6 +24,17 @@ def new_reference():
     return f"LC-{code[:4]}-{code[4:]}"
 
 
+def reference_to_number(reference):
+    """The 40 bits a reference spells, for a store that keeps only numbers."""
+    digits = reference.upper().removeprefix("LC-").replace("-", "")
+    return int("".join(f"{REFERENCE_ALPHABET.index(digit):05b}" for digit in digits), 2)
+
+
+def reference_from_number(number):
+    digits = "".join(REFERENCE_ALPHABET[(number >> shift) & 31] for shift in range(35, -1, -5))
+    return f"LC-{digits[:4]}-{digits[4:]}"
+
+
 class Lead(db.Model):
     __tablename__ = "leads"
     __table_args__ = (

@@ -25,7 +25,7 @@ from app import counters
 from app.database_deadline import time_limit
 from app.extensions import client_network, db, limiter, shared_key
 from app.leads import spool
-from app.leads.models import REFERENCE_ALPHABET, Lead
+from app.leads.models import Lead, reference_from_number, reference_to_number
 from app.types import utcnow
 
 FORM_CONTENT_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
@@ -160,16 +160,17 @@ def record_reference(form, reference):
     if limiter.enabled:
         # A counter holds it, as the store keeps only counters: the reference as a number, + 1.
         # (A repeat stored because the first lead was erased replaces that one.)
-        counters.storage("clear", lead_key(form))
-        amount = reference_number(reference) + 1
-        counters.storage("incr", lead_key(form), window_seconds(), amount)
+        key = lead_key(message_key(form))
+        counters.storage("clear", key)
+        counters.storage("incr", key, window_seconds(), reference_to_number(reference) + 1)
 
 
 def release_message(form):
     """The lead was not stored: the visitor may send the same message again."""
     if limiter.enabled:
-        counters.storage("clear", message_key(form))
-        counters.storage("clear", lead_key(form))
+        key = message_key(form)
+        counters.storage("clear", key)
+        counters.storage("clear", lead_key(key))
 
 
 def earlier_reference(form):
@@ -185,8 +186,8 @@ def earlier_reference(form):
         + REPEAT_MARGIN_SECONDS
     )
     while True:
-        if recorded := counters.storage("get", lead_key(form)):
-            reference = reference_of_number(recorded - 1)
+        if recorded := counters.storage("get", lead_key(key)):
+            reference = reference_from_number(recorded - 1)
             return None if lead_is_gone(reference) else reference
         if not counters.storage("get", key) or time.time() >= give_up_at:
             return None
@@ -210,19 +211,10 @@ def lead_is_gone(reference):
             db.session.remove()
 
 
-def lead_key(form):
-    return f"{message_key(form)}/lead"
+def lead_key(message_key):
+    """Where the reference of a message's first lead is kept, beside its count of posts."""
+    return f"{message_key}/lead"
 
 
 def window_seconds():
     return int(REPEAT_WINDOW.total_seconds())
-
-
-def reference_number(reference):
-    digits = reference.upper().replace("LC-", "").replace("-", "")
-    return int("".join(f"{REFERENCE_ALPHABET.index(digit):05b}" for digit in digits), 2)
-
-
-def reference_of_number(number):
-    digits = "".join(REFERENCE_ALPHABET[(number >> shift) & 31] for shift in range(35, -1, -5))
-    return f"LC-{digits[:4]}-{digits[4:]}"

@@ -24,19 +24,19 @@ document.querySelector("[data-error-summary]")?.focus();
 // takes a token of the reader's own, dated then, so the spam check counts from when this reader
 // could start typing. If that fails (offline, site down), the page's token still sends the form.
 for (const form of document.querySelectorAll("[data-contact-form][data-token-url]")) {
-  let taken = false;
+  let observer = null;
   const takeOnce = () => {
-    if (taken) return;
-    taken = true;
     observer?.disconnect();
+    form.removeEventListener("focusin", takeOnce);
     takeOwnToken(form);
   };
-  const observer =
-    "IntersectionObserver" in window
-      ? new IntersectionObserver((entries) => entries.some((entry) => entry.isIntersecting) && takeOnce())
-      : null;
-  observer?.observe(form);
-  form.addEventListener("focusin", takeOnce, { once: true });
+  if ("IntersectionObserver" in window) {
+    observer = new IntersectionObserver((entries) => {
+      if (entries.some((entry) => entry.isIntersecting)) takeOnce();
+    });
+    observer.observe(form);
+  }
+  form.addEventListener("focusin", takeOnce);
 }
 
 async function takeOwnToken(form) {
